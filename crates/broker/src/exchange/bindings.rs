@@ -1,0 +1,172 @@
+//! The bindings of one exchange, indexed for its type.
+use super::headers::headers_match;
+use super::topic::TopicTrie;
+use super::{Dest, ExchangeKind};
+use crate::message::Message;
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+
+/// A binding from an exchange to a destination.
+#[derive(Clone)]
+pub struct Binding {
+    pub dest: Dest,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    fn same(&self, dest: &Dest, routing_key: &str, arguments: &FieldTable) -> bool {
+        self.dest == *dest && self.routing_key == routing_key && self.arguments == *arguments
+    }
+}
+
+/// Per-type index, so routing a message costs a hash lookup (direct), a walk of the list
+/// (fanout), a trie walk (topic) or a scan with header matching (headers).
+enum Index {
+    Direct(HashMap<String, Vec<Dest>>),
+    Fanout(Vec<Dest>),
+    Topic(TopicTrie<Dest>),
+    Headers,
+}
+
+pub(crate) struct Bindings {
+    list: Vec<Binding>,
+    index: Index,
+}
+
+impl Bindings {
+    pub fn new(kind: ExchangeKind) -> Self {
+        let index = match kind {
+            ExchangeKind::Direct => Index::Direct(HashMap::new()),
+            ExchangeKind::Fanout => Index::Fanout(Vec::new()),
+            ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
+            ExchangeKind::Headers => Index::Headers,
+        };
+        Bindings {
+            list: Vec::new(),
+            index,
+        }
+    }
+
+    pub fn list(&self) -> &[Binding] {
+        &self.list
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds a binding; binding twice is a no-op, as in RabbitMQ.
+    pub fn add(&mut self, b: Binding) {
+        if self
+            .list
+            .iter()
+            .any(|x| x.same(&b.dest, &b.routing_key, &b.arguments))
+        {
+            return;
+        }
+        match &mut self.index {
+            Index::Direct(map) => {
+                let dests = map.entry(b.routing_key.clone()).or_default();
+                if !dests.contains(&b.dest) {
+                    dests.push(b.dest.clone());
+                }
+            }
+            Index::Fanout(dests) => {
+                if !dests.contains(&b.dest) {
+                    dests.push(b.dest.clone());
+                }
+            }
+            Index::Topic(trie) => {
+                trie.insert(&b.routing_key, b.dest.clone());
+            }
+            Index::Headers => {}
+        }
+        self.list.push(b);
+    }
+
+    /// Removes one binding; returns whether it existed.
+    pub fn remove(&mut self, dest: &Dest, routing_key: &str, arguments: &FieldTable) -> bool {
+        let Some(i) = self
+            .list
+            .iter()
+            .position(|x| x.same(dest, routing_key, arguments))
+        else {
+            return false;
+        };
+        self.list.remove(i);
+        self.reindex_one(dest, routing_key);
+        true
+    }
+
+    /// Removes every binding to `dest`; returns how many went.
+    pub fn remove_dest(&mut self, dest: &Dest) -> usize {
+        let before = self.list.len();
+        let keys: Vec<String> = self
+            .list
+            .iter()
+            .filter(|b| b.dest == *dest)
+            .map(|b| b.routing_key.clone())
+            .collect();
+        self.list.retain(|b| b.dest != *dest);
+        for k in keys {
+            self.reindex_one(dest, &k);
+        }
+        before - self.list.len()
+    }
+
+    /// After a removal, drops `dest` under `routing_key` from the index unless another
+    /// binding (same key, other arguments) still puts it there.
+    fn reindex_one(&mut self, dest: &Dest, routing_key: &str) {
+        let still_fanout = self.list.iter().any(|x| x.dest == *dest);
+        let still_keyed = self
+            .list
+            .iter()
+            .any(|x| x.dest == *dest && x.routing_key == routing_key);
+        match &mut self.index {
+            Index::Direct(map) => {
+                if !still_keyed {
+                    if let Some(v) = map.get_mut(routing_key) {
+                        v.retain(|d| d != dest);
+                        if v.is_empty() {
+                            map.remove(routing_key);
+                        }
+                    }
+                }
+            }
+            Index::Fanout(dests) => {
+                if !still_fanout {
+                    dests.retain(|d| d != dest);
+                }
+            }
+            Index::Topic(trie) => {
+                if !still_keyed {
+                    trie.remove(routing_key, dest);
+                }
+            }
+            Index::Headers => {}
+        }
+    }
+
+    /// Calls `f` for each destination the message matches (a destination may repeat when
+    /// several bindings match; the caller de-duplicates queues).
+    pub fn for_each_match(&self, msg: &Message, mut f: impl FnMut(&Dest)) {
+        match &self.index {
+            Index::Direct(map) => {
+                if let Some(dests) = map.get(msg.routing_key_str()) {
+                    dests.iter().for_each(f);
+                }
+            }
+            Index::Fanout(dests) => dests.iter().for_each(f),
+            Index::Topic(trie) => trie.for_each_match(msg.routing_key_str(), f),
+            Index::Headers => {
+                let headers = msg.header.properties.headers().as_ref();
+                for b in &self.list {
+                    if headers_match(&b.arguments, headers) {
+                        f(&b.dest);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What a channel needs from the connection it lives on.
+use std::sync::Arc;
+use warren_broker::{Broker, ConnectionId, DeliverySink, QueueHandle, VHost};
+use warren_codec::OutBuf;
+
+/// Connection-wide facts, fixed once the connection is open.
+pub struct ConnCtx {
+    pub id: ConnectionId,
+    pub user: String,
+    pub broker: Arc<Broker>,
+    pub vhost: Arc<VHost>,
+    /// Negotiated frame_max: body frames of deliveries are split to fit it.
+    pub frame_max: u32,
+    pub max_message_size: u64,
+    /// The client advertised consumer_cancel_notify: tell it when the broker cancels a consumer.
+    pub cancel_notify: bool,
+    /// The connection's mailbox, through which queues hand deliveries to its consumers.
+    pub sink: Arc<dyn DeliverySink>,
+}
+
+/// Where a channel writes what it has to say during one pass of the connection loop.
+pub struct Io<'a> {
+    /// Encoded frames for the socket.
+    pub out: &'a mut OutBuf,
+    /// Queues that published messages went to and that asked publishers to pause: the
+    /// connection stops reading until they drain (TCP back-pressure).
+    pub blocked: &'a mut Vec<QueueHandle>,
+}

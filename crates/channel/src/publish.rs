@@ -1,0 +1,169 @@
+//! basic.publish: content frames, the checks RabbitMQ makes, routing and enqueueing.
+use crate::channel::{Channel, Mode};
+use crate::content::Complete;
+use crate::context::{ConnCtx, Io};
+use bytes::Bytes;
+use std::sync::Arc;
+use warren_broker::exchange::Exchange;
+use warren_broker::{BrokerError, Message};
+use warren_codec::{encode_content, encode_return, AmqpError, ContentHeader, ReplyCode};
+
+impl Channel {
+    /// A content header frame arrived on this channel.
+    pub fn handle_header(
+        &mut self,
+        ctx: &ConnCtx,
+        header: ContentHeader,
+        io: &mut Io,
+    ) -> Result<(), AmqpError> {
+        match self.pending.take() {
+            Some(p) if p.expects_header() => match p.header(header, ctx.max_message_size)? {
+                Ok(done) => self.publish(ctx, done, io),
+                Err(p) => {
+                    self.pending = Some(p);
+                    Ok(())
+                }
+            },
+            _ => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "expected method frame, got non method frame instead",
+            )),
+        }
+    }
+
+    /// A content body frame arrived on this channel.
+    pub fn handle_body(
+        &mut self,
+        ctx: &ConnCtx,
+        payload: Bytes,
+        io: &mut Io,
+    ) -> Result<(), AmqpError> {
+        match self.pending.take() {
+            Some(p) if !p.expects_header() => match p.body(payload)? {
+                Ok(done) => self.publish(ctx, done, io),
+                Err(p) => {
+                    self.pending = Some(p);
+                    Ok(())
+                }
+            },
+            Some(_) => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "expected content header for class 60, got non content header frame instead",
+            )),
+            None => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "expected method frame, got non method frame instead",
+            )),
+        }
+    }
+
+    /// The exchange a publish names, from the one-entry cache when it is the same as last time.
+    fn publish_exchange(
+        &mut self,
+        ctx: &ConnCtx,
+        name: &Bytes,
+    ) -> Result<Arc<Exchange>, AmqpError> {
+        if let Some((n, e)) = &self.exchange_cache {
+            if n == name && !e.is_deleted() {
+                return Ok(e.clone());
+            }
+        }
+        let s = std::str::from_utf8(name).unwrap_or("");
+        let e = ctx
+            .vhost
+            .exchange(s)
+            .ok_or_else(|| BrokerError::not_found("exchange", s, &ctx.vhost.name))?;
+        self.exchange_cache = Some((name.clone(), e.clone()));
+        Ok(e)
+    }
+
+    fn publish(&mut self, ctx: &ConnCtx, c: Complete, io: &mut Io) -> Result<(), AmqpError> {
+        let err_on = |e: AmqpError| e.on(60, 40);
+        if c.publish.immediate {
+            return Err(err_on(AmqpError::new(
+                ReplyCode::NotImplemented,
+                "immediate=true",
+            )));
+        }
+        if let Some(uid) = c.header.properties.user_id() {
+            if uid.as_str() != ctx.user {
+                return Err(err_on(AmqpError::new(
+                    ReplyCode::PreconditionFailed,
+                    format!(
+                        "user_id property set to '{}' but authenticated user was '{}'",
+                        uid.as_str(),
+                        ctx.user
+                    ),
+                )));
+            }
+        }
+        let exchange = self
+            .publish_exchange(ctx, &c.publish.exchange)
+            .map_err(err_on)?;
+        if exchange.meta.internal {
+            return Err(err_on(AmqpError::new(
+                ReplyCode::AccessRefused,
+                format!(
+                    "cannot publish to internal exchange '{}' in vhost '{}'",
+                    exchange.name, ctx.vhost.name
+                ),
+            )));
+        }
+        let mandatory = c.publish.mandatory;
+        let msg = Arc::new(Message {
+            exchange: c.publish.exchange,
+            routing_key: c.publish.routing_key,
+            header: c.header,
+            body: c.body,
+        });
+        match &mut self.mode {
+            Mode::Tx(tx) => tx.publishes.push((exchange, msg, mandatory)),
+            Mode::Plain => self.enqueue(ctx, &exchange, msg, mandatory, io),
+            Mode::Confirm(_) => {
+                self.enqueue(ctx, &exchange, msg, mandatory, io);
+                if let Mode::Confirm(c) = &mut self.mode {
+                    // Transient storage: the message is safe as soon as its queues hold it.
+                    let tag = c.next_tag();
+                    c.confirm_upto(tag);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes a message and puts it on its queues; returns it to the publisher with
+    /// 312 NO_ROUTE if it was mandatory and reached no queue.
+    pub(crate) fn enqueue(
+        &mut self,
+        ctx: &ConnCtx,
+        exchange: &Arc<Exchange>,
+        msg: Arc<Message>,
+        mandatory: bool,
+        io: &mut Io,
+    ) {
+        let mut route = std::mem::take(&mut self.route_buf);
+        ctx.vhost.route(exchange, &msg, &mut route);
+        let mut delivered = false;
+        for q in &route {
+            if q.publish(msg.clone()) {
+                delivered = true;
+                if q.is_flow_blocked() && !io.blocked.contains(q) {
+                    io.blocked.push(q.clone());
+                }
+            }
+        }
+        route.clear();
+        self.route_buf = route;
+        if !delivered && mandatory {
+            encode_return(
+                io.out.tail(),
+                self.id,
+                ReplyCode::NoRoute.code(),
+                "NO_ROUTE",
+                &msg.exchange,
+                &msg.routing_key,
+            );
+            encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Broker configuration: embedded defaults, then `rabbitmq.toml`, then command-line flags.
+//!
+//! Every key has a default, so a missing file (or an empty one) runs the broker exactly as
+//! RabbitMQ runs out of the box: guest/guest on vhost `/`, AMQP on 5672 on every address.
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Errors from reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// One user allowed to log in. Later issues move users into the metadata store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The whole configuration. Field names are the keys of `rabbitmq.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// AMQP listeners. The default binds 5672 on every IPv4 and every IPv6 address.
+    pub amqp_listen: Vec<SocketAddr>,
+    /// Management HTTP listener (served from a later issue; reserved here).
+    pub mgmt_listen: SocketAddr,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Virtual hosts created at start.
+    pub vhosts: Vec<String>,
+    /// Users allowed to log in (PLAIN and AMQPLAIN).
+    pub users: Vec<UserConfig>,
+    /// Heartbeat interval the server proposes in connection.tune, seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest frame the server accepts, bytes, proposed in connection.tune.
+    pub frame_max: u32,
+    /// Highest channel number the server allows, proposed in connection.tune.
+    pub channel_max: u16,
+    /// Largest message body accepted, bytes (RabbitMQ's `max_message_size`).
+    pub max_message_size: u64,
+    /// Per-connection limit on encoded outbound bytes waiting for the socket; past it the
+    /// broker stops reading from that connection until the peer catches up.
+    pub max_outbound_buffer: usize,
+    /// A queue that has consumers and more ready messages than this makes its publishers
+    /// pause reading (TCP back-pressure) until it drains below half of it.
+    pub queue_flow_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            amqp_listen: vec![
+                "0.0.0.0:5672".parse().unwrap(),
+                "[::]:5672".parse().unwrap(),
+            ],
+            mgmt_listen: "0.0.0.0:15672".parse().unwrap(),
+            data_dir: PathBuf::from("./data"),
+            vhosts: vec!["/".into()],
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password: "guest".into(),
+                tags: vec!["administrator".into()],
+            }],
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            max_message_size: 128 * 1024 * 1024,
+            max_outbound_buffer: 4 * 1024 * 1024,
+            queue_flow_threshold: 50_000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults for in-process tests: loopback only, an ephemeral port.
+    pub fn for_tests() -> Self {
+        Config {
+            amqp_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            mgmt_listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        }
+    }
+
+    /// Reads `path`. Keys not in the file keep their defaults; unknown keys are an error.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.into(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text and checks it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::new(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values the broker cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.amqp_listen.is_empty() {
+            return Err(ConfigError::Invalid(
+                "amqp_listen needs at least one address".into(),
+            ));
+        }
+        // 4096 is the spec's frame_min_size; smaller cannot carry a connection.start.
+        if self.frame_max < 4096 {
+            return Err(ConfigError::Invalid(
+                "frame_max must be at least 4096".into(),
+            ));
+        }
+        if self.channel_max == 0 {
+            return Err(ConfigError::Invalid(
+                "channel_max must be at least 1".into(),
+            ));
+        }
+        if self.vhosts.is_empty() {
+            return Err(ConfigError::Invalid(
+                "vhosts needs at least one virtual host".into(),
+            ));
+        }
+        if self.users.is_empty() {
+            return Err(ConfigError::Invalid("users needs at least one user".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_shipped_rabbitmq_toml_is_the_defaults() {
+        let shipped = include_str!("../../../rabbitmq.toml");
+        assert_eq!(Config::from_toml(shipped).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(matches!(
+            Config::from_toml("no_such_key = 1"),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("frame_max = 10"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("heartbeat = \"x\""),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

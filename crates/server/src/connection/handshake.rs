@@ -1,0 +1,306 @@
+//! Opening a connection: protocol header, start/start-ok (SASL), tune/tune-ok, open.
+use super::io::{read_available, write_all, READ_CHUNK};
+use crate::auth::{Users, MECHANISMS};
+use crate::config::Config;
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use warren_codec::{
+    check_protocol_header, decode_frame, encode_method, AmqpError, Frame, HeaderCheck, Method,
+    OutBuf, ReplyCode, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+};
+
+/// RabbitMQ's handshake_timeout: a peer that has not opened the connection by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames during the handshake may exceed frame_min (large client properties).
+const HANDSHAKE_FRAME_MAX: u32 = 128 * 1024;
+
+/// What the handshake settled.
+pub struct Opened {
+    pub user: String,
+    pub vhost: String,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub cancel_notify: bool,
+    pub client_name: Option<String>,
+}
+
+/// Why the handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad protocol header")]
+    BadHeader,
+    #[error("closed by peer during handshake")]
+    Eof,
+    #[error("handshake timed out")]
+    Timeout,
+    /// Refused with a connection.close (already sent where the protocol allows).
+    #[error("{0}")]
+    Refused(AmqpError),
+}
+
+pub struct Handshake<'a> {
+    pub stream: &'a TcpStream,
+    pub peer: SocketAddr,
+    pub inbuf: &'a mut BytesMut,
+    pub out: &'a mut OutBuf,
+    pub config: &'a Config,
+    pub users: &'a Users,
+    pub broker: &'a warren_broker::Broker,
+}
+
+fn server_properties() -> FieldTable {
+    let mut caps = FieldTable::default();
+    // Only what Warren implements: a client that sees a capability relies on it.
+    for c in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(c.into(), AMQPValue::Boolean(true));
+    }
+    let mut p = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(v.into());
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p.insert("product".into(), s("Warren"));
+    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p.insert("platform".into(), s("Rust"));
+    p.insert("cluster_name".into(), s("warren"));
+    p.insert("copyright".into(), s("The Warren developers"));
+    p.insert(
+        "information".into(),
+        s("AMQP 0-9-1 broker compatible with RabbitMQ; Apache-2.0"),
+    );
+    p
+}
+
+fn client_capability(props: &FieldTable, name: &str) -> bool {
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(t)) => {
+            matches!(t.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
+        _ => false,
+    }
+}
+
+impl Handshake<'_> {
+    pub async fn run(mut self) -> Result<Opened, HandshakeError> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.steps())
+            .await
+            .map_err(|_| HandshakeError::Timeout)?
+    }
+
+    async fn fill(&mut self) -> Result<(), HandshakeError> {
+        loop {
+            self.stream.readable().await?;
+            match read_available(self.stream, self.inbuf) {
+                Ok(0) => return Err(HandshakeError::Eof),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn next_method(&mut self, max: u32) -> Result<AMQPClass, HandshakeError> {
+        loop {
+            match decode_frame(self.inbuf, max) {
+                Ok(Some(Frame::Method {
+                    channel: 0,
+                    method: Method::Other(m),
+                })) => return Ok(m),
+                Ok(Some(Frame::Heartbeat)) => continue,
+                Ok(Some(_)) => {
+                    return Err(self
+                        .refuse(AmqpError::new(
+                            ReplyCode::CommandInvalid,
+                            "expected a connection method during the handshake",
+                        ))
+                        .await)
+                }
+                Ok(None) => self.fill().await?,
+                Err(e) => return Err(self.refuse(e.into()).await),
+            }
+        }
+    }
+
+    /// Sends connection.close with the error and gives up on the connection.
+    async fn refuse(&mut self, e: AmqpError) -> HandshakeError {
+        let close = connection::Close {
+            reply_code: e.code.code(),
+            reply_text: e.text.clone().into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        };
+        encode_method(
+            self.out.tail(),
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Close(close)),
+        );
+        let _ = write_all(self.stream, self.out).await;
+        HandshakeError::Refused(e)
+    }
+
+    async fn send(&mut self, m: connection::AMQPMethod) -> Result<(), HandshakeError> {
+        encode_method(self.out.tail(), 0, &AMQPClass::Connection(m));
+        write_all(self.stream, self.out).await?;
+        Ok(())
+    }
+
+    async fn steps(&mut self) -> Result<Opened, HandshakeError> {
+        // 1. Protocol header. Anything else is answered with ours, then the socket closes.
+        loop {
+            match check_protocol_header(self.inbuf) {
+                HeaderCheck::Ok => break,
+                HeaderCheck::Mismatch => {
+                    self.out.tail().extend_from_slice(PROTOCOL_HEADER);
+                    let _ = write_all(self.stream, self.out).await;
+                    return Err(HandshakeError::BadHeader);
+                }
+                HeaderCheck::Incomplete => self.fill().await?,
+            }
+        }
+        let _ = self.inbuf.split_to(PROTOCOL_HEADER.len());
+
+        // 2. start / start-ok.
+        self.send(connection::AMQPMethod::Start(connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(),
+            mechanisms: LongString::from(MECHANISMS),
+            locales: LongString::from("en_US"),
+        }))
+        .await?;
+        let start_ok = match self.next_method(HANDSHAKE_FRAME_MAX).await? {
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(s)) => s,
+            _ => {
+                return Err(self
+                    .refuse(AmqpError::new(
+                        ReplyCode::CommandInvalid,
+                        "expected connection.start-ok",
+                    ))
+                    .await)
+            }
+        };
+        let props = &start_ok.client_properties;
+        let cancel_notify = client_capability(props, "consumer_cancel_notify");
+        let client_name = match props.inner().get("connection_name") {
+            Some(AMQPValue::LongString(s)) => {
+                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            _ => None,
+        };
+        let mechanism = start_ok.mechanism.as_str();
+        let user = match self
+            .users
+            .authenticate(mechanism, start_ok.response.as_bytes())
+        {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, mechanism, error = %e, "login refused");
+                let refusal = AmqpError::new(
+                    ReplyCode::AccessRefused,
+                    format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+                );
+                // Clients that do not advertise authentication_failure_close expect the
+                // socket to just close (AMQP 0-9-1 says so); the others get the reason.
+                if client_capability(props, "authentication_failure_close") {
+                    return Err(self.refuse(refusal).await);
+                }
+                return Err(HandshakeError::Refused(refusal));
+            }
+        };
+
+        // 3. tune / tune-ok, negotiated as RabbitMQ does.
+        let cfg = self.config;
+        self.send(connection::AMQPMethod::Tune(connection::Tune {
+            channel_max: cfg.channel_max,
+            frame_max: cfg.frame_max,
+            heartbeat: cfg.heartbeat,
+        }))
+        .await?;
+        let tune_ok = match self
+            .next_method(FRAME_MIN_SIZE.max(HANDSHAKE_FRAME_MAX))
+            .await?
+        {
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) => t,
+            _ => {
+                return Err(self
+                    .refuse(AmqpError::new(
+                        ReplyCode::CommandInvalid,
+                        "expected connection.tune-ok",
+                    ))
+                    .await)
+            }
+        };
+        let frame_max = match tune_ok.frame_max {
+            0 => cfg.frame_max,
+            f if f < FRAME_MIN_SIZE => {
+                let e = AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!("frame_max={f} < {FRAME_MIN_SIZE} min size"),
+                );
+                return Err(self.refuse(e).await);
+            }
+            f if f > cfg.frame_max => {
+                let e = AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!("frame_max={f} > {} max size", cfg.frame_max),
+                );
+                return Err(self.refuse(e).await);
+            }
+            f => f,
+        };
+        let channel_max = match tune_ok.channel_max {
+            0 => cfg.channel_max,
+            c if c > cfg.channel_max => {
+                let e = AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!("channel_max={c} > {} max size", cfg.channel_max),
+                );
+                return Err(self.refuse(e).await);
+            }
+            c => c,
+        };
+
+        // 4. open.
+        let open = match self.next_method(frame_max).await? {
+            AMQPClass::Connection(connection::AMQPMethod::Open(o)) => o,
+            _ => {
+                return Err(self
+                    .refuse(AmqpError::new(
+                        ReplyCode::CommandInvalid,
+                        "expected connection.open",
+                    ))
+                    .await)
+            }
+        };
+        let vhost = open.virtual_host.to_string();
+        if self.broker.vhost(&vhost).is_none() {
+            let e = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost} not found"))
+                .on(10, 40);
+            return Err(self.refuse(e).await);
+        }
+        self.send(connection::AMQPMethod::OpenOk(connection::OpenOk {}))
+            .await?;
+        self.inbuf.reserve(READ_CHUNK);
+        Ok(Opened {
+            user,
+            vhost,
+            channel_max,
+            frame_max,
+            heartbeat: tune_ok.heartbeat,
+            cancel_notify,
+            client_name,
+        })
+    }
+}

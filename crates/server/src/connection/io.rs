@@ -1,0 +1,61 @@
+//! Socket reads and writes for one connection: batched, non-blocking, bounded.
+use bytes::BytesMut;
+use std::io::{self, IoSlice};
+use tokio::net::TcpStream;
+use warren_codec::OutBuf;
+
+/// Read buffer growth step. Bodies are sliced out of this buffer without copying, so a
+/// block lives as long as the messages that came in it.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Stop reading in one pass after this much, so one busy peer cannot starve the loop.
+pub const READ_PASS_MAX: usize = 512 * 1024;
+
+/// Reads what the socket has (up to READ_PASS_MAX) without waiting. Ok(0) means EOF.
+pub fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut total = 0;
+    while total < READ_PASS_MAX {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(0) => return if total == 0 { Ok(0) } else { Ok(total) },
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if total == 0 {
+        // Readiness was spurious; report it as such rather than as EOF.
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(total)
+}
+
+/// Writes as much of `out` as the socket takes now, in vectored writes (one syscall for
+/// many frames). Returns bytes written.
+pub fn write_available(stream: &TcpStream, out: &mut OutBuf) -> io::Result<usize> {
+    let mut total = 0;
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = out.io_slices(&mut slices);
+        match stream.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(w) => {
+                out.advance(w);
+                total += w;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// Writes all of `out`, waiting for the socket as needed (handshake and close paths).
+pub async fn write_all(stream: &TcpStream, out: &mut OutBuf) -> io::Result<()> {
+    while !out.is_empty() {
+        stream.writable().await?;
+        write_available(stream, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! One client connection: a single task that owns the socket, the channels and their state.
+//!
+//! The loop reads whatever the socket has, handles every whole frame, drains the mailbox
+//! of deliveries from queues, and writes everything produced with vectored writes: one
+//! pass, one batch of syscalls, no per-frame flush. Reading pauses (TCP back-pressure)
+//! while the outbound buffer is over its bound or a queue we publish to is flow-blocked.
+mod dispatch;
+mod handshake;
+mod io;
+mod mailbox;
+
+use crate::auth::Users;
+use crate::config::Config;
+use bytes::BytesMut;
+use handshake::{Handshake, HandshakeError, Opened};
+use mailbox::{Event, Mailbox};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use warren_broker::{Broker, QueueHandle};
+use warren_channel::{Channel, ConnCtx, Io};
+use warren_codec::{encode_heartbeat, AmqpError, OutBuf};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Everything a connection task needs from the server.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub users: Arc<Users>,
+    pub broker: Arc<Broker>,
+}
+
+/// A channel and whether we are waiting for the client's channel.close-ok.
+pub(crate) struct Slot {
+    pub chan: Channel,
+    pub closing: bool,
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    /// We sent connection.close and wait for close-ok (or a timeout).
+    Closing,
+    /// Done: flush what is queued and drop the socket.
+    Done,
+}
+
+pub(crate) struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub ctx: ConnCtx,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub inbuf: BytesMut,
+    pub out: OutBuf,
+    pub channels: HashMap<u16, Slot>,
+    pub mailbox: Arc<Mailbox>,
+    pub blocked: Vec<QueueHandle>,
+    pub phase: Phase,
+    pub close_deadline: Option<Instant>,
+    pub last_read: Instant,
+    pub last_write: Instant,
+    pub max_outbound: usize,
+    events: Vec<Event>,
+}
+
+/// How long we wait for connection.close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs one accepted socket until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut out = OutBuf::new();
+    let hs = Handshake {
+        stream: &stream,
+        peer,
+        inbuf: &mut inbuf,
+        out: &mut out,
+        config: &shared.config,
+        users: &shared.users,
+        broker: &shared.broker,
+    };
+    let opened: Opened = tokio::select! {
+        r = hs.run() => match r {
+            Ok(o) => o,
+            Err(HandshakeError::Refused(e)) => {
+                tracing::warn!(%peer, code = e.code.code(), reason = %e.text, "connection refused during handshake");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "connection closed during handshake");
+                return;
+            }
+        },
+        _ = shutdown.recv() => return,
+    };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let vhost = shared
+        .broker
+        .vhost(&opened.vhost)
+        .expect("vhost checked during handshake");
+    let mailbox = Mailbox::new(shared.config.max_outbound_buffer);
+    tracing::info!(%peer, conn = id, user = %opened.user, vhost = %opened.vhost,
+        name = opened.client_name.as_deref().unwrap_or(""), "connection opened");
+    let ctx = ConnCtx {
+        id,
+        user: opened.user,
+        broker: shared.broker.clone(),
+        vhost,
+        frame_max: opened.frame_max,
+        max_message_size: shared.config.max_message_size,
+        cancel_notify: opened.cancel_notify,
+        sink: mailbox.clone(),
+    };
+    let now = Instant::now();
+    let mut conn = Connection {
+        stream,
+        peer,
+        ctx,
+        channel_max: opened.channel_max,
+        heartbeat: opened.heartbeat,
+        inbuf,
+        out,
+        channels: HashMap::new(),
+        mailbox,
+        blocked: Vec::new(),
+        phase: Phase::Open,
+        close_deadline: None,
+        last_read: now,
+        last_write: now,
+        max_outbound: shared.config.max_outbound_buffer,
+        events: Vec::new(),
+    };
+    let reason = conn.run(&mut shutdown).await;
+    conn.release_all();
+    shared.broker.connection_closed(id);
+    tracing::info!(%peer, conn = id, reason = %reason, "connection closed");
+}
+
+impl Connection {
+    /// The main loop. Returns why the connection ended.
+    async fn run(&mut self, shutdown: &mut broadcast::Receiver<()>) -> String {
+        let hb = (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat as u64));
+        // Send a heartbeat when we have been silent for half the interval; give up on the
+        // peer after two intervals without a byte from it (RabbitMQ's rule).
+        let mut ticker = tokio::time::interval(hb.map_or(Duration::from_secs(3600), |h| h / 2));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reason = String::from("closed");
+        loop {
+            if let Err(e) = self.flush() {
+                return format!("write failed: {e}");
+            }
+            if self.phase == Phase::Done && self.out.is_empty() {
+                return reason;
+            }
+            let want_read = self.phase != Phase::Done
+                && self.out.len() < self.max_outbound
+                && self.blocked.is_empty();
+            let deadline = self.close_deadline;
+            tokio::select! {
+                _ = shutdown.recv(), if self.phase == Phase::Open => {
+                    reason = "broker shutdown".into();
+                    self.connection_error(AmqpError::new(
+                        warren_codec::ReplyCode::ConnectionForced,
+                        "broker forced connection closure with reason 'shutdown'",
+                    ));
+                }
+                r = self.stream.readable(), if want_read => {
+                    if let Err(e) = r {
+                        return format!("read failed: {e}");
+                    }
+                    match io::read_available(&self.stream, &mut self.inbuf) {
+                        Ok(0) => return if self.phase == Phase::Open { "client closed the socket".into() } else { reason },
+                        Ok(_) => {
+                            self.last_read = Instant::now();
+                            if let Some(r) = self.handle_input() {
+                                reason = r;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return format!("read failed: {e}"),
+                    }
+                }
+                _ = self.mailbox.notified() => {}
+                r = self.stream.writable(), if !self.out.is_empty() => {
+                    if let Err(e) = r {
+                        return format!("write failed: {e}");
+                    }
+                }
+                _ = wait_flow(&self.blocked), if !self.blocked.is_empty() => {
+                    // Released or timed out: read again either way. A publish to a queue
+                    // that is still over its threshold blocks us again after this pass.
+                    self.blocked.clear();
+                }
+                _ = ticker.tick(), if hb.is_some() => {
+                    let h = hb.unwrap_or_default();
+                    if self.last_read.elapsed() > h * 2 {
+                        return format!("missed heartbeats from client, timeout: {}s", h.as_secs());
+                    }
+                    if self.last_write.elapsed() >= h / 2 {
+                        encode_heartbeat(self.out.tail());
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    return "timed out waiting for connection.close-ok".into();
+                }
+            }
+            self.drain_mailbox();
+        }
+    }
+
+    /// Writes what the socket takes now and publishes the outbound size to the mailbox.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            if io::write_available(&self.stream, &mut self.out)? > 0 {
+                self.last_write = Instant::now();
+            }
+        }
+        self.mailbox.set_out_bytes(self.out.len());
+        // Queues skipped our consumers while we were congested: now that we have room,
+        // ask them to dispatch again.
+        if self.out.len() < self.max_outbound / 2 && self.mailbox.take_skipped() {
+            for slot in self.channels.values() {
+                slot.chan.kick_queues();
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the deliveries and cancellations queues have left in the mailbox.
+    fn drain_mailbox(&mut self) {
+        self.mailbox.drain(&mut self.events);
+        if self.events.is_empty() {
+            return;
+        }
+        let mut io = Io {
+            out: &mut self.out,
+            blocked: &mut self.blocked,
+        };
+        for ev in self.events.drain(..) {
+            match ev {
+                Event::Deliver(d) => match self.channels.get_mut(&d.consumer.channel) {
+                    Some(slot) if !slot.closing => slot.chan.deliver(&self.ctx, d, &mut io),
+                    _ => {
+                        d.consumer.settle(1);
+                        d.queue.return_undelivered(d.message, !d.consumer.no_ack);
+                    }
+                },
+                Event::Cancelled(c) => {
+                    if let Some(slot) = self.channels.get_mut(&c.channel) {
+                        slot.chan.broker_cancelled(&self.ctx, &c, &mut io);
+                    }
+                }
+            }
+        }
+        self.mailbox.set_out_bytes(self.out.len());
+    }
+
+    /// Requeues every channel's unacked deliveries and cancels its consumers.
+    fn release_all(&mut self) {
+        for (_, mut slot) in self.channels.drain() {
+            slot.chan.release(&self.ctx);
+        }
+        // Deliveries still in the mailbox never reached the client: give them back.
+        self.mailbox.drain(&mut self.events);
+        for ev in self.events.drain(..) {
+            if let Event::Deliver(d) = ev {
+                d.consumer.settle(1);
+                d.queue.return_undelivered(d.message, !d.consumer.no_ack);
+            }
+        }
+    }
+}
+
+/// Resolves when the first blocked queue opens its flow gate, or after a short while, so a
+/// connection that both publishes and consumes cannot wait forever on its own acks.
+async fn wait_flow(blocked: &[QueueHandle]) {
+    if let Some(q) = blocked.first() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), q.flow_released()).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}

@@ -1,0 +1,156 @@
+//! The Warren server: configuration, listeners, connections and shutdown.
+//!
+//! [`Server::bind`] builds the routing engine from the config and binds the listeners;
+//! [`Server::run`] accepts connections until the shutdown future resolves, then closes
+//! every connection with 320 CONNECTION_FORCED and waits for them to finish.
+pub mod auth;
+pub mod config;
+mod connection;
+mod listener;
+
+pub use config::{Config, ConfigError};
+use connection::Shared;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use warren_broker::{Broker, BrokerError, BrokerSettings, InMemoryOnly};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up vhost: {0}")]
+    Broker(#[from] BrokerError),
+}
+
+/// A broker with its listeners bound, not yet accepting.
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    addrs: Vec<SocketAddr>,
+    shared: Shared,
+}
+
+/// How long shutdown waits for connections to finish their close handshake.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let broker = Arc::new(Broker::new(
+            BrokerSettings {
+                queue_flow_threshold: config.queue_flow_threshold,
+            },
+            Box::new(InMemoryOnly),
+        ));
+        for v in &config.vhosts {
+            broker.add_vhost(v)?;
+        }
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for &addr in &config.amqp_listen {
+            match listener::bind(addr) {
+                Ok(l) => {
+                    addrs.push(l.local_addr().unwrap_or(addr));
+                    listeners.push(l);
+                }
+                // A host without IPv6 still serves IPv4 when both are configured.
+                Err(e)
+                    if addr.is_ipv6()
+                        && e.kind() == std::io::ErrorKind::AddrNotAvailable
+                        && config.amqp_listen.len() > 1 =>
+                {
+                    tracing::warn!(%addr, error = %e, "IPv6 listener unavailable, continuing without it");
+                }
+                Err(source) => return Err(ServerError::Listen { addr, source }),
+            }
+        }
+        let users = Arc::new(auth::Users::new(&config.users));
+        Ok(Server {
+            listeners,
+            addrs,
+            shared: Shared {
+                config: Arc::new(config),
+                users,
+                broker,
+            },
+        })
+    }
+
+    /// The bound AMQP addresses (with real ports when the config asked for port 0).
+    pub fn amqp_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The routing engine (for in-process tools and tests).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.shared.broker
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection (320) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, _) = broadcast::channel::<()>(1);
+        let mut accepts = JoinSet::new();
+        for l in self.listeners {
+            let stopped = stop_tx.subscribe();
+            accepts.spawn(accept_loop(
+                l,
+                self.shared.clone(),
+                stop_tx.clone(),
+                stopped,
+            ));
+        }
+        for a in &self.addrs {
+            tracing::info!(addr = %a, "AMQP listener started");
+        }
+        shutdown.await;
+        tracing::info!("shutting down: closing connections with 320 CONNECTION_FORCED");
+        let _ = stop_tx.send(());
+        let mut conns = Vec::new();
+        while let Some(r) = accepts.join_next().await {
+            if let Ok(set) = r {
+                conns.push(set);
+            }
+        }
+        let drained = async {
+            for mut set in conns {
+                while set.join_next().await.is_some() {}
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            tracing::warn!("some connections did not close in time");
+        }
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Accepts until stopped; returns the connection tasks so shutdown can wait for them.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Shared,
+    stop: broadcast::Sender<()>,
+    mut stopped: broadcast::Receiver<()>,
+) -> JoinSet<()> {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    conns.spawn(connection::serve(stream, peer, shared.clone(), stop.subscribe()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stopped.recv() => return conns,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `warren`: the broker binary.
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warren_server::{Config, Server};
+
+/// Warren: an AMQP 0-9-1 broker that behaves like RabbitMQ.
+#[derive(Parser, Debug)]
+#[command(name = "warren", version)]
+struct Args {
+    /// Config file (TOML, see rabbitmq.toml). Without it, embedded defaults are used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// AMQP listen address; repeat for several (overrides amqp_listen).
+    #[arg(long, value_name = "ADDR")]
+    amqp_listen: Vec<SocketAddr>,
+    /// Management HTTP listen address (overrides mgmt_listen).
+    #[arg(long, value_name = "ADDR")]
+    mgmt_listen: Option<SocketAddr>,
+    /// Data directory (overrides data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn load(args: &Args) -> Result<Config, warren_server::ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !args.amqp_listen.is_empty() {
+        config.amqp_listen = args.amqp_listen.clone();
+    }
+    if let Some(a) = args.mgmt_listen {
+        config.mgmt_listen = a;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return ExitCode::from(69); // EX_UNAVAILABLE
+            }
+        };
+        server.run(terminated()).await;
+        ExitCode::SUCCESS
+    })
+}

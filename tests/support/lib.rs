@@ -1,0 +1,85 @@
+//! Shared harness for the integration tests in `tests/`.
+//!
+//! `start()` runs a Warren broker in-process on an ephemeral loopback port, on its own
+//! Tokio runtime thread, and stops it when the returned [`TestBroker`] is dropped.
+//!
+//! Setting `WARREN_TEST_EXTERNAL=HOST:PORT` points every test at an already running broker
+//! instead (guest/guest, vhost `/`). That is how the suite is checked against RabbitMQ
+//! itself: the expectations in these tests are RabbitMQ's behaviour, not ours.
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+pub use warren_server::Config;
+
+/// A running broker for one test.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestBroker {
+    /// `amqp://guest:guest@HOST:PORT/%2f`
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+    /// `HOST:PORT`
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+    /// True when the tests run against an external broker (`WARREN_TEST_EXTERNAL`).
+    pub fn is_external(&self) -> bool {
+        self.thread.is_none()
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a broker with the test defaults (see [`Config::for_tests`]).
+pub fn start() -> TestBroker {
+    start_with(|_| {})
+}
+
+/// Starts a broker after `tweak` has adjusted the test config (heartbeat, frame_max, users...).
+/// With `WARREN_TEST_EXTERNAL` set, `tweak` is ignored.
+pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    if let Ok(ext) = std::env::var("WARREN_TEST_EXTERNAL") {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&ext)
+            .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
+            .next()
+            .expect("WARREN_TEST_EXTERNAL resolved to no address");
+        return TestBroker { addr, stop: None, thread: None };
+    }
+    let mut config = Config::for_tests();
+    tweak(&mut config);
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        rt.block_on(async move {
+            let server = warren_server::Server::bind(config).await.expect("bind test broker");
+            addr_tx.send(server.amqp_addrs()[0]).expect("report address");
+            server
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let addr = addr_rx.recv().expect("test broker failed to start");
+    TestBroker { addr, stop: Some(stop_tx), thread: Some(thread) }
+}

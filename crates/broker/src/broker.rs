@@ -336,7 +336,7 @@ impl Broker {
             arguments: d.arguments.clone(),
         };
         self.log.record(&MetaChange::DeclareQueue(meta.clone()))?;
-        let q = Queue::new(meta, self.settings.queue_flow_threshold);
+        let q = Queue::create(meta, self.settings.queue_flow_threshold);
         vhost.queues.insert(name, q.clone());
         Ok(found(q))
     }

@@ -69,7 +69,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(meta: QueueMeta, flow_threshold: usize) -> QueueHandle {
+    pub fn create(meta: QueueMeta, flow_threshold: usize) -> QueueHandle {
         QueueHandle::new(Arc::new_cyclic(|me| Queue {
             me: me.clone(),
             meta,

@@ -223,10 +223,8 @@ impl Connection {
 
     /// Writes what the socket takes now and publishes the outbound size to the mailbox.
     fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            if io::write_available(&self.stream, &mut self.out)? > 0 {
-                self.last_write = Instant::now();
-            }
+        if !self.out.is_empty() && io::write_available(&self.stream, &mut self.out)? > 0 {
+            self.last_write = Instant::now();
         }
         self.mailbox.set_out_bytes(self.out.len());
         // Queues skipped our consumers while we were congested: now that we have room,

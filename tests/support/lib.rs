@@ -15,6 +15,9 @@ pub use warren_server::Config;
 /// A running broker for one test.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The broker's data directory (in-process brokers only); removed on drop unless kept.
+    pub data_dir: Option<std::path::PathBuf>,
+    keep_data: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -28,6 +31,13 @@ impl TestBroker {
     pub fn host_port(&self) -> String {
         self.addr.to_string()
     }
+    /// Stops the broker (as a clean shutdown would) and keeps its data directory, for a
+    /// restart with [`start_in`].
+    pub fn stop_keeping_data(mut self) -> std::path::PathBuf {
+        self.keep_data = true;
+        self.data_dir.clone().expect("an in-process broker has a data directory")
+    }
+
     /// True when the tests run against an external broker (`WARREN_TEST_EXTERNAL`).
     pub fn is_external(&self) -> bool {
         self.thread.is_none()
@@ -42,12 +52,23 @@ impl Drop for TestBroker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let (Some(dir), false) = (&self.data_dir, self.keep_data) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
 /// Starts a broker with the test defaults (see [`Config::for_tests`]).
 pub fn start() -> TestBroker {
     start_with(|_| {})
+}
+
+/// Starts an in-process broker on an existing data directory (a restart).
+pub fn start_in(dir: std::path::PathBuf, tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    start_with(|c| {
+        c.data_dir = dir;
+        tweak(c);
+    })
 }
 
 /// Starts a broker after `tweak` has adjusted the test config (heartbeat, frame_max, users...).
@@ -58,10 +79,11 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
             .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
             .next()
             .expect("WARREN_TEST_EXTERNAL resolved to no address");
-        return TestBroker { addr, stop: None, thread: None };
+        return TestBroker { addr, data_dir: None, keep_data: true, stop: None, thread: None };
     }
     let mut config = Config::for_tests();
     tweak(&mut config);
+    let data_dir = Some(config.data_dir.clone());
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -81,5 +103,5 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
         });
     });
     let addr = addr_rx.recv().expect("test broker failed to start");
-    TestBroker { addr, stop: Some(stop_tx), thread: Some(thread) }
+    TestBroker { addr, data_dir, keep_data: false, stop: Some(stop_tx), thread: Some(thread) }
 }

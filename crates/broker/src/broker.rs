@@ -4,11 +4,13 @@ use crate::error::BrokerError;
 use crate::exchange::{headers, Binding, Dest, Exchange, ExchangeKind, ExchangeMeta};
 use crate::meta::{BindingRecord, MetaChange, MetadataLog};
 use crate::names;
-use crate::queue::{ConnectionId, Queue, QueueHandle, QueueMeta};
+use crate::queue::{ConnectionId, MemoryBudget, Queue, QueueHandle, QueueMeta, QueueStorage, RecoveredState};
+use crate::store::MessageStore;
 use crate::vhost::VHost;
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// exchange.declare arguments.
@@ -44,6 +46,15 @@ pub struct BindSpec {
     pub arguments: FieldTable,
 }
 
+/// Durable state read back at start.
+#[derive(Default)]
+pub struct Recovered {
+    pub vhosts: Vec<String>,
+    pub exchanges: Vec<ExchangeMeta>,
+    pub queues: Vec<(QueueMeta, RecoveredState)>,
+    pub bindings: Vec<BindingRecord>,
+}
+
 /// What queue.declare-ok reports.
 pub struct DeclaredQueue {
     pub queue: QueueHandle,
@@ -55,6 +66,16 @@ pub struct DeclaredQueue {
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     pub queue_flow_threshold: usize,
+    /// Bytes of ready messages one queue keeps in memory before paging to the store.
+    pub queue_memory_window: usize,
+    /// Bytes of ready messages all queues together keep in memory.
+    pub memory_limit: usize,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings { queue_flow_threshold: 50_000, queue_memory_window: 32 << 20, memory_limit: 512 << 20 }
+    }
 }
 
 pub struct Broker {
@@ -64,17 +85,11 @@ pub struct Broker {
     /// bindings, then a queue's state, then a connection's mailbox.
     meta_lock: Mutex<()>,
     log: Box<dyn MetadataLog>,
-    settings: BrokerSettings,
+    storage: QueueStorage,
+    next_queue_id: AtomicU64,
 }
 
-fn inequivalent(
-    what: &str,
-    arg: &str,
-    name: &str,
-    vhost: &str,
-    got: impl ToString,
-    cur: impl ToString,
-) -> BrokerError {
+fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, got: impl ToString, cur: impl ToString) -> BrokerError {
     BrokerError::Precondition(format!(
         "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received '{}' but current is '{}'",
         got.to_string(),
@@ -87,19 +102,63 @@ fn default_exchange_refused() -> BrokerError {
 }
 
 fn reserved(kind: &str, name: &str) -> BrokerError {
-    BrokerError::AccessRefused(format!(
-        "{kind} name '{name}' contains reserved prefix 'amq.*'"
-    ))
+    BrokerError::AccessRefused(format!("{kind} name '{name}' contains reserved prefix 'amq.*'"))
 }
 
 impl Broker {
-    pub fn new(settings: BrokerSettings, log: Box<dyn MetadataLog>) -> Self {
-        Broker {
-            vhosts: DashMap::new(),
-            meta_lock: Mutex::new(()),
-            log,
-            settings,
+    /// A broker whose metadata changes go to `log` and whose queues keep messages in
+    /// `store` (None: memory only, no paging, nothing durable).
+    pub fn new(settings: BrokerSettings, log: Box<dyn MetadataLog>, store: Option<Arc<dyn MessageStore>>) -> Self {
+        let storage = QueueStorage {
+            store,
+            memory_window: settings.queue_memory_window,
+            budget: Arc::new(MemoryBudget::new(settings.memory_limit)),
+            flow_threshold: settings.queue_flow_threshold,
+        };
+        Broker { vhosts: DashMap::new(), meta_lock: Mutex::new(()), log, storage, next_queue_id: AtomicU64::new(1) }
+    }
+
+    /// Bytes of ready messages queues hold in memory.
+    pub fn memory_used(&self) -> usize {
+        self.storage.budget.used()
+    }
+
+    /// Re-creates what the durability layer recovered, without logging it again: vhosts,
+    /// exchanges, queues (with their stored messages) and then bindings.
+    pub fn restore(&self, r: Recovered) -> Result<(), BrokerError> {
+        let _g = self.meta_lock.lock();
+        for name in r.vhosts {
+            if self.vhost(&name).is_none() {
+                self.vhosts.insert(name.clone(), VHost::new(&name));
+            }
         }
+        for meta in r.exchanges {
+            let Some(v) = self.vhost(&meta.vhost) else { continue };
+            v.exchanges.insert(meta.name.to_string(), Exchange::new(meta));
+        }
+        for (meta, state) in r.queues {
+            let Some(v) = self.vhost(&meta.vhost) else { continue };
+            self.next_queue_id.fetch_max(meta.id + 1, Ordering::Relaxed);
+            let name = meta.name.to_string();
+            v.queues.insert(name, Queue::create(meta, self.storage.clone(), Some(state)));
+        }
+        for b in r.bindings {
+            let Some(v) = self.vhost(&b.vhost) else { continue };
+            let spec = BindSpec {
+                source: b.source.clone(),
+                dest: b.dest.clone(),
+                dest_is_exchange: b.dest_is_exchange,
+                routing_key: b.routing_key.clone(),
+                arguments: b.arguments.clone(),
+            };
+            match self.binding_ends(&v, 0, &spec) {
+                Ok((source, dest)) => {
+                    source.add_binding(Binding { dest, routing_key: b.routing_key, arguments: b.arguments })
+                }
+                Err(e) => tracing::warn!(error = %e, "dropping recovered binding whose ends are gone"),
+            }
+        }
+        Ok(())
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -115,23 +174,16 @@ impl Broker {
         if let Some(v) = self.vhost(name) {
             return Ok(v);
         }
-        self.log
-            .record(&MetaChange::AddVHost { name: name.into() })?;
+        self.log.record(&MetaChange::AddVHost { name: name.into() })?;
         let v = VHost::new(name);
         self.vhosts.insert(name.into(), v.clone());
         Ok(v)
     }
 
-    pub fn declare_exchange(
-        &self,
-        vhost: &VHost,
-        d: &ExchangeDeclare,
-    ) -> Result<Arc<Exchange>, BrokerError> {
+    pub fn declare_exchange(&self, vhost: &VHost, d: &ExchangeDeclare) -> Result<Arc<Exchange>, BrokerError> {
         let _g = self.meta_lock.lock();
         if d.passive {
-            return vhost
-                .exchange(&d.name)
-                .ok_or_else(|| BrokerError::not_found("exchange", &d.name, &vhost.name));
+            return vhost.exchange(&d.name).ok_or_else(|| BrokerError::not_found("exchange", &d.name, &vhost.name));
         }
         if d.name.is_empty() {
             return Err(default_exchange_refused());
@@ -139,32 +191,20 @@ impl Broker {
         if names::is_reserved(&d.name) {
             return Err(reserved("exchange", &d.name));
         }
-        let kind = ExchangeKind::parse(&d.kind).ok_or_else(|| {
-            BrokerError::CommandInvalid(format!("unknown exchange type '{}'", d.kind))
-        })?;
+        let kind = ExchangeKind::parse(&d.kind)
+            .ok_or_else(|| BrokerError::CommandInvalid(format!("unknown exchange type '{}'", d.kind)))?;
         if let Some(e) = vhost.exchange(&d.name) {
             let m = &e.meta;
             let check = |arg, got: String, cur: String| {
                 if got != cur {
-                    Err(inequivalent(
-                        "exchange",
-                        arg,
-                        &d.name,
-                        &vhost.name,
-                        got,
-                        cur,
-                    ))
+                    Err(inequivalent("exchange", arg, &d.name, &vhost.name, got, cur))
                 } else {
                     Ok(())
                 }
             };
             check("type", kind.as_str().into(), m.kind.as_str().into())?;
             check("durable", d.durable.to_string(), m.durable.to_string())?;
-            check(
-                "auto_delete",
-                d.auto_delete.to_string(),
-                m.auto_delete.to_string(),
-            )?;
+            check("auto_delete", d.auto_delete.to_string(), m.auto_delete.to_string())?;
             check("internal", d.internal.to_string(), m.internal.to_string())?;
             return Ok(e);
         }
@@ -177,19 +217,13 @@ impl Broker {
             internal: d.internal,
             arguments: d.arguments.clone(),
         };
-        self.log
-            .record(&MetaChange::DeclareExchange(meta.clone()))?;
+        self.log.record(&MetaChange::DeclareExchange(meta.clone()))?;
         let e = Exchange::new(meta);
         vhost.exchanges.insert(d.name.clone(), e.clone());
         Ok(e)
     }
 
-    pub fn delete_exchange(
-        &self,
-        vhost: &VHost,
-        name: &str,
-        if_unused: bool,
-    ) -> Result<(), BrokerError> {
+    pub fn delete_exchange(&self, vhost: &VHost, name: &str, if_unused: bool) -> Result<(), BrokerError> {
         let _g = self.meta_lock.lock();
         if name.is_empty() {
             return Err(default_exchange_refused());
@@ -202,20 +236,14 @@ impl Broker {
             return Ok(());
         };
         if if_unused && e.has_bindings() {
-            return Err(BrokerError::Precondition(format!(
-                "exchange '{name}' in vhost '{}' in use",
-                vhost.name
-            )));
+            return Err(BrokerError::Precondition(format!("exchange '{name}' in vhost '{}' in use", vhost.name)));
         }
         self.remove_exchange(vhost, &e)
     }
 
     /// Removes an exchange with its bindings in both directions (lock held by the caller).
     fn remove_exchange(&self, vhost: &VHost, e: &Arc<Exchange>) -> Result<(), BrokerError> {
-        self.log.record(&MetaChange::DeleteExchange {
-            vhost: vhost.name.to_string(),
-            name: e.name.to_string(),
-        })?;
+        self.log.record(&MetaChange::DeleteExchange { vhost: vhost.name.to_string(), name: e.name.to_string() })?;
         vhost.exchanges.remove(&*e.name);
         e.mark_deleted();
         for b in e.bindings() {
@@ -243,10 +271,9 @@ impl Broker {
     /// Checks that `conn` may use queue `q` (exclusive queues belong to one connection).
     pub fn check_exclusive(&self, q: &Queue, conn: ConnectionId) -> Result<(), BrokerError> {
         match q.meta.exclusive_owner {
-            Some(owner) if owner != conn => Err(BrokerError::Locked {
-                name: q.meta.name.to_string(),
-                vhost: q.meta.vhost.to_string(),
-            }),
+            Some(owner) if owner != conn => {
+                Err(BrokerError::Locked { name: q.meta.name.to_string(), vhost: q.meta.vhost.to_string() })
+            }
             _ => Ok(()),
         }
     }
@@ -264,9 +291,7 @@ impl Broker {
             queue: q,
         };
         if d.passive {
-            let q = vhost
-                .queue(&d.name)
-                .ok_or_else(|| BrokerError::not_found("queue", &d.name, &vhost.name))?;
+            let q = vhost.queue(&d.name).ok_or_else(|| BrokerError::not_found("queue", &d.name, &vhost.name))?;
             self.check_exclusive(&q, conn)?;
             return Ok(found(q));
         }
@@ -281,52 +306,24 @@ impl Broker {
             self.check_exclusive(&q, conn)?;
             let m = &q.meta;
             if d.exclusive != m.exclusive_owner.is_some() {
-                return Err(BrokerError::Locked {
-                    name,
-                    vhost: vhost.name.to_string(),
-                });
+                return Err(BrokerError::Locked { name, vhost: vhost.name.to_string() });
             }
             if d.durable != m.durable {
-                return Err(inequivalent(
-                    "queue",
-                    "durable",
-                    &name,
-                    &vhost.name,
-                    d.durable,
-                    m.durable,
-                ));
+                return Err(inequivalent("queue", "durable", &name, &vhost.name, d.durable, m.durable));
             }
             if d.auto_delete != m.auto_delete {
-                return Err(inequivalent(
-                    "queue",
-                    "auto_delete",
-                    &name,
-                    &vhost.name,
-                    d.auto_delete,
-                    m.auto_delete,
-                ));
+                return Err(inequivalent("queue", "auto_delete", &name, &vhost.name, d.auto_delete, m.auto_delete));
             }
             for (k, v) in d.arguments.inner() {
                 if m.arguments.inner().get(k) != Some(v) {
-                    let cur = m
-                        .arguments
-                        .inner()
-                        .get(k)
-                        .map(|c| format!("{c:?}"))
-                        .unwrap_or_else(|| "none".into());
-                    return Err(inequivalent(
-                        "queue",
-                        k.as_str(),
-                        &name,
-                        &vhost.name,
-                        format!("{v:?}"),
-                        cur,
-                    ));
+                    let cur = m.arguments.inner().get(k).map(|c| format!("{c:?}")).unwrap_or_else(|| "none".into());
+                    return Err(inequivalent("queue", k.as_str(), &name, &vhost.name, format!("{v:?}"), cur));
                 }
             }
             return Ok(found(q));
         }
         let meta = QueueMeta {
+            id: self.next_queue_id.fetch_add(1, Ordering::Relaxed),
             name: name.as_str().into(),
             vhost: vhost.name.clone(),
             // RabbitMQ never keeps an exclusive queue across restarts.
@@ -336,7 +333,7 @@ impl Broker {
             arguments: d.arguments.clone(),
         };
         self.log.record(&MetaChange::DeclareQueue(meta.clone()))?;
-        let q = Queue::create(meta, self.settings.queue_flow_threshold);
+        let q = Queue::create(meta, self.storage.clone(), None);
         vhost.queues.insert(name, q.clone());
         Ok(found(q))
     }
@@ -357,27 +354,17 @@ impl Broker {
         };
         self.check_exclusive(&q, conn)?;
         if if_unused && q.consumer_count() > 0 {
-            return Err(BrokerError::Precondition(format!(
-                "queue '{name}' in vhost '{}' in use",
-                vhost.name
-            )));
+            return Err(BrokerError::Precondition(format!("queue '{name}' in vhost '{}' in use", vhost.name)));
         }
         if if_empty && q.message_count() > 0 {
-            return Err(BrokerError::Precondition(format!(
-                "queue '{name}' in vhost '{}' is not empty",
-                vhost.name
-            )));
+            return Err(BrokerError::Precondition(format!("queue '{name}' in vhost '{}' is not empty", vhost.name)));
         }
         self.remove_queue(vhost, &q)
     }
 
     /// Deletes a queue without client checks: auto-delete after the last consumer, and
     /// exclusive queues of a closed connection.
-    pub fn delete_queue_unchecked(
-        &self,
-        vhost: &VHost,
-        q: &QueueHandle,
-    ) -> Result<u32, BrokerError> {
+    pub fn delete_queue_unchecked(&self, vhost: &VHost, q: &QueueHandle) -> Result<u32, BrokerError> {
         let _g = self.meta_lock.lock();
         if q.is_deleted() {
             return Ok(0);
@@ -386,10 +373,7 @@ impl Broker {
     }
 
     fn remove_queue(&self, vhost: &VHost, q: &QueueHandle) -> Result<u32, BrokerError> {
-        self.log.record(&MetaChange::DeleteQueue {
-            vhost: vhost.name.to_string(),
-            name: q.name().into(),
-        })?;
+        self.log.record(&MetaChange::DeleteQueue { vhost: vhost.name.to_string(), name: q.name().into() })?;
         vhost.queues.remove_if(q.name(), |_, v| v == q);
         self.unbind_everywhere(vhost, &Dest::Queue(q.clone()))?;
         Ok(q.mark_deleted())
@@ -418,19 +402,14 @@ impl Broker {
         if b.source.is_empty() || (b.dest_is_exchange && b.dest.is_empty()) {
             return Err(default_exchange_refused());
         }
-        let source = vhost
-            .exchange(&b.source)
-            .ok_or_else(|| BrokerError::not_found("exchange", &b.source, &vhost.name))?;
+        let source =
+            vhost.exchange(&b.source).ok_or_else(|| BrokerError::not_found("exchange", &b.source, &vhost.name))?;
         let dest = if b.dest_is_exchange {
             Dest::Exchange(
-                vhost
-                    .exchange(&b.dest)
-                    .ok_or_else(|| BrokerError::not_found("exchange", &b.dest, &vhost.name))?,
+                vhost.exchange(&b.dest).ok_or_else(|| BrokerError::not_found("exchange", &b.dest, &vhost.name))?,
             )
         } else {
-            let q = vhost
-                .queue(&b.dest)
-                .ok_or_else(|| BrokerError::not_found("queue", &b.dest, &vhost.name))?;
+            let q = vhost.queue(&b.dest).ok_or_else(|| BrokerError::not_found("queue", &b.dest, &vhost.name))?;
             self.check_exclusive(&q, conn)?;
             Dest::Queue(q)
         };
@@ -459,27 +438,15 @@ impl Broker {
         if source.meta.kind == ExchangeKind::Headers {
             headers::validate_binding_args(&b.arguments).map_err(BrokerError::Precondition)?;
         }
-        self.log
-            .record(&MetaChange::Bind(Self::record_of(vhost, b, &source, &dest)))?;
-        source.add_binding(Binding {
-            dest,
-            routing_key: b.routing_key.clone(),
-            arguments: b.arguments.clone(),
-        });
+        self.log.record(&MetaChange::Bind(Self::record_of(vhost, b, &source, &dest)))?;
+        source.add_binding(Binding { dest, routing_key: b.routing_key.clone(), arguments: b.arguments.clone() });
         Ok(())
     }
 
-    pub fn unbind(
-        &self,
-        vhost: &VHost,
-        conn: ConnectionId,
-        b: &BindSpec,
-    ) -> Result<(), BrokerError> {
+    pub fn unbind(&self, vhost: &VHost, conn: ConnectionId, b: &BindSpec) -> Result<(), BrokerError> {
         let _g = self.meta_lock.lock();
         let (source, dest) = self.binding_ends(vhost, conn, b)?;
-        self.log.record(&MetaChange::Unbind(Self::record_of(
-            vhost, b, &source, &dest,
-        )))?;
+        self.log.record(&MetaChange::Unbind(Self::record_of(vhost, b, &source, &dest)))?;
         if source.remove_binding(&dest, &b.routing_key, &b.arguments)
             && source.meta.auto_delete
             && !source.has_bindings()

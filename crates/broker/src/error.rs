@@ -6,11 +6,7 @@ use warren_codec::{AmqpError, ReplyCode};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     #[error("no {kind} '{name}' in vhost '{vhost}'")]
-    NotFound {
-        kind: &'static str,
-        name: String,
-        vhost: String,
-    },
+    NotFound { kind: &'static str, name: String, vhost: String },
     #[error("{0}")]
     Precondition(String),
     #[error("{0}")]
@@ -31,11 +27,7 @@ pub enum BrokerError {
 
 impl BrokerError {
     pub fn not_found(kind: &'static str, name: &str, vhost: &str) -> Self {
-        BrokerError::NotFound {
-            kind,
-            name: name.into(),
-            vhost: vhost.into(),
-        }
+        BrokerError::NotFound { kind, name: name.into(), vhost: vhost.into() }
     }
 
     pub fn reply_code(&self) -> ReplyCode {

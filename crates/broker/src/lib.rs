@@ -12,15 +12,14 @@ pub mod message;
 pub mod meta;
 pub mod names;
 pub mod queue;
+pub mod store;
 mod vhost;
 
-pub use broker::{BindSpec, Broker, BrokerSettings, DeclaredQueue, ExchangeDeclare, QueueDeclare};
+pub use broker::{BindSpec, Broker, BrokerSettings, DeclaredQueue, ExchangeDeclare, QueueDeclare, Recovered};
 pub use error::BrokerError;
 pub use exchange::{Exchange, ExchangeKind};
 pub use message::Message;
-pub use meta::{InMemoryOnly, MetaChange, MetadataLog};
-pub use queue::{
-    ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink, QueueHandle,
-    QueuedMessage,
-};
+pub use meta::{BindingRecord, InMemoryOnly, MetaChange, MetadataLog};
+pub use queue::{ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink, QueueHandle, QueuedMessage};
+pub use store::{DurableListener, MessageStore, StoredMessage};
 pub use vhost::VHost;

@@ -22,6 +22,13 @@ impl Message {
         self.header.delivery_mode() == 2
     }
 
+    /// Approximate bytes this message holds in memory (body, raw header, names, and the
+    /// parsed properties), for the queues' memory windows.
+    pub fn memory_size(&self) -> usize {
+        const FIXED: usize = std::mem::size_of::<Message>() + 64;
+        FIXED + self.body.len() + self.header.raw.len() + self.exchange.len() + self.routing_key.len()
+    }
+
     pub fn routing_key_str(&self) -> &str {
         // The codec validated both as UTF-8 short strings when it parsed basic.publish.
         std::str::from_utf8(&self.routing_key).unwrap_or("")

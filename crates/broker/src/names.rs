@@ -17,9 +17,7 @@ fn random_suffix() -> String {
         h.finish()
     };
     let bits = ((word(1) as u128) << 64) | word(2) as u128;
-    (0..22)
-        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
-        .collect()
+    (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
 }
 
 pub fn generated_queue_name() -> String {

@@ -25,11 +25,7 @@ const STANDARD_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
 
 impl VHost {
     pub(crate) fn new(name: &str) -> Arc<Self> {
-        let vhost = VHost {
-            name: name.into(),
-            exchanges: DashMap::new(),
-            queues: DashMap::new(),
-        };
+        let vhost = VHost { name: name.into(), exchanges: DashMap::new(), queues: DashMap::new() };
         for &(ename, kind, internal) in STANDARD_EXCHANGES {
             let meta = ExchangeMeta {
                 name: ename.into(),
@@ -40,9 +36,7 @@ impl VHost {
                 internal,
                 arguments: FieldTable::default(),
             };
-            vhost
-                .exchanges
-                .insert(ename.to_string(), Exchange::new(meta));
+            vhost.exchanges.insert(ename.to_string(), Exchange::new(meta));
         }
         Arc::new(vhost)
     }

@@ -25,19 +25,11 @@ impl Settle {
 }
 
 impl Channel {
-    pub(crate) fn settle(
-        &mut self,
-        _ctx: &ConnCtx,
-        tag: u64,
-        multiple: bool,
-        how: Settle,
-    ) -> Result<(), AmqpError> {
-        let entries = self.unacked.take(tag, multiple).ok_or_else(|| {
-            AmqpError::new(
-                ReplyCode::PreconditionFailed,
-                format!("unknown delivery tag {tag}"),
-            )
-        })?;
+    pub(crate) fn settle(&mut self, _ctx: &ConnCtx, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
+        let entries = self
+            .unacked
+            .take(tag, multiple)
+            .ok_or_else(|| AmqpError::new(ReplyCode::PreconditionFailed, format!("unknown delivery tag {tag}")))?;
         if let Mode::Tx(tx) = &mut self.mode {
             tx.settles.push((entries, how));
         } else {
@@ -62,7 +54,7 @@ impl Channel {
         for (q, msgs) in per_queue {
             match how {
                 Settle::Requeue => q.requeue(msgs),
-                Settle::Ack | Settle::Drop => q.settle(msgs.len()),
+                Settle::Ack | Settle::Drop => q.settle(&msgs),
             }
         }
         // A global prefetch shares credit across queues: any of them may now dispatch.

@@ -7,9 +7,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use warren_broker::exchange::Exchange;
-use warren_broker::{
-    BindSpec, BrokerError, Consumer, Credit, ExchangeDeclare, QueueDeclare, QueueHandle,
-};
+use warren_broker::{BindSpec, BrokerError, Consumer, Credit, ExchangeDeclare, QueueDeclare, QueueHandle};
 use warren_codec::{encode_method, AmqpError, Method, ReplyCode};
 
 /// Publisher-confirm and transaction state (mutually exclusive, as in RabbitMQ).
@@ -76,28 +74,16 @@ impl Channel {
     /// exclusive queue.
     pub(crate) fn find_queue(&self, ctx: &ConnCtx, name: &str) -> Result<QueueHandle, AmqpError> {
         let name = self.queue_name(name, ctx)?;
-        let q = ctx
-            .vhost
-            .queue(&name)
-            .ok_or_else(|| BrokerError::not_found("queue", &name, &ctx.vhost.name))?;
+        let q = ctx.vhost.queue(&name).ok_or_else(|| BrokerError::not_found("queue", &name, &ctx.vhost.name))?;
         ctx.broker.check_exclusive(&q, ctx.id)?;
         Ok(q)
     }
 
     /// Handles a method frame on this (open) channel.
-    pub fn handle_method(
-        &mut self,
-        ctx: &ConnCtx,
-        method: Method,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub fn handle_method(&mut self, ctx: &ConnCtx, method: Method, io: &mut Io) -> Result<(), AmqpError> {
         let (class_id, method_id) = method.class_method();
         if let Some(p) = &self.pending {
-            let what = if p.expects_header() {
-                "content header"
-            } else {
-                "content body"
-            };
+            let what = if p.expects_header() { "content header" } else { "content body" };
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
                 format!("expected {what} for class 60, got non content frame instead"),
@@ -111,13 +97,7 @@ impl Channel {
             }
             Method::Other(m) => m,
         };
-        self.dispatch(ctx, m, io).map_err(|e| {
-            if e.class_id == 0 {
-                e.on(class_id, method_id)
-            } else {
-                e
-            }
-        })
+        self.dispatch(ctx, m, io).map_err(|e| if e.class_id == 0 { e.on(class_id, method_id) } else { e })
     }
 
     fn dispatch(&mut self, ctx: &ConnCtx, m: AMQPClass, io: &mut Io) -> Result<(), AmqpError> {
@@ -129,11 +109,7 @@ impl Channel {
             AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
                 self.confirm_select()?;
                 if !s.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
-                    );
+                    reply(io, ch, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
                 }
             }
             AMQPClass::Tx(t) => self.tx_method(ctx, t, io)?,
@@ -142,28 +118,13 @@ impl Channel {
                 if !f.active {
                     return Err(AmqpError::new(ReplyCode::NotImplemented, "active=false"));
                 }
-                reply(
-                    io,
-                    ch,
-                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
-                        active: true,
-                    })),
-                );
+                reply(io, ch, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => {}
             AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                reply(
-                    io,
-                    ch,
-                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
-                );
+                reply(io, ch, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
             }
-            _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::CommandInvalid,
-                    "unimplemented method",
-                ))
-            }
+            _ => return Err(AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")),
         }
         Ok(())
     }
@@ -176,51 +137,25 @@ impl Channel {
             B::Cancel(c) => self.cancel(ctx, c.consumer_tag.as_str(), c.nowait, io),
             B::Get(g) => self.get(ctx, g.queue.as_str(), g.no_ack, io),
             B::Ack(a) => self.settle(ctx, a.delivery_tag, a.multiple, crate::ack::Settle::Ack),
-            B::Reject(r) => self.settle(
-                ctx,
-                r.delivery_tag,
-                false,
-                crate::ack::Settle::reject(r.requeue),
-            ),
-            B::Nack(n) => self.settle(
-                ctx,
-                n.delivery_tag,
-                n.multiple,
-                crate::ack::Settle::reject(n.requeue),
-            ),
+            B::Reject(r) => self.settle(ctx, r.delivery_tag, false, crate::ack::Settle::reject(r.requeue)),
+            B::Nack(n) => self.settle(ctx, n.delivery_tag, n.multiple, crate::ack::Settle::reject(n.requeue)),
             B::Recover(r) => {
                 self.recover(r.requeue)?;
-                reply(
-                    io,
-                    self.id,
-                    AMQPClass::Basic(B::RecoverOk(basic::RecoverOk {})),
-                );
+                reply(io, self.id, AMQPClass::Basic(B::RecoverOk(basic::RecoverOk {})));
                 Ok(())
             }
             B::RecoverAsync(r) => self.recover(r.requeue),
-            _ => Err(AmqpError::new(
-                ReplyCode::CommandInvalid,
-                "unimplemented method",
-            )),
+            _ => Err(AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")),
         }
     }
 
-    fn queue_method(
-        &mut self,
-        ctx: &ConnCtx,
-        m: queue::AMQPMethod,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    fn queue_method(&mut self, ctx: &ConnCtx, m: queue::AMQPMethod, io: &mut Io) -> Result<(), AmqpError> {
         use queue::AMQPMethod as Q;
         let ch = self.id;
         let (broker, vhost) = (&ctx.broker, &ctx.vhost);
         match m {
             Q::Declare(d) => {
-                let name = if d.passive {
-                    self.queue_name(d.queue.as_str(), ctx)?
-                } else {
-                    d.queue.to_string()
-                };
+                let name = if d.passive { self.queue_name(d.queue.as_str(), ctx)? } else { d.queue.to_string() };
                 let decl = QueueDeclare {
                     name,
                     passive: d.passive,
@@ -269,30 +204,17 @@ impl Channel {
                 let q = self.find_queue(ctx, p.queue.as_str())?;
                 let n = q.purge();
                 if !p.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Queue(Q::PurgeOk(queue::PurgeOk { message_count: n })),
-                    );
+                    reply(io, ch, AMQPClass::Queue(Q::PurgeOk(queue::PurgeOk { message_count: n })));
                 }
             }
             Q::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str(), ctx)?;
                 let n = broker.delete_queue(vhost, ctx.id, &name, d.if_unused, d.if_empty)?;
                 if !d.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Queue(Q::DeleteOk(queue::DeleteOk { message_count: n })),
-                    );
+                    reply(io, ch, AMQPClass::Queue(Q::DeleteOk(queue::DeleteOk { message_count: n })));
                 }
             }
-            _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::CommandInvalid,
-                    "unimplemented method",
-                ))
-            }
+            _ => return Err(AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")),
         }
         Ok(())
     }
@@ -307,26 +229,11 @@ impl Channel {
     ) -> Result<BindSpec, AmqpError> {
         let dest = self.queue_name(queue, ctx)?;
         // RabbitMQ: an empty queue name and an empty routing key both mean the last queue.
-        let routing_key = if queue.is_empty() && routing_key.is_empty() {
-            dest.clone()
-        } else {
-            routing_key.into()
-        };
-        Ok(BindSpec {
-            source: exchange.into(),
-            dest,
-            dest_is_exchange: false,
-            routing_key,
-            arguments,
-        })
+        let routing_key = if queue.is_empty() && routing_key.is_empty() { dest.clone() } else { routing_key.into() };
+        Ok(BindSpec { source: exchange.into(), dest, dest_is_exchange: false, routing_key, arguments })
     }
 
-    fn exchange_method(
-        &mut self,
-        ctx: &ConnCtx,
-        m: exchange::AMQPMethod,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    fn exchange_method(&mut self, ctx: &ConnCtx, m: exchange::AMQPMethod, io: &mut Io) -> Result<(), AmqpError> {
         use exchange::AMQPMethod as E;
         let ch = self.id;
         let (broker, vhost) = (&ctx.broker, &ctx.vhost);
@@ -343,22 +250,14 @@ impl Channel {
                 };
                 broker.declare_exchange(vhost, &decl)?;
                 if !d.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Exchange(E::DeclareOk(exchange::DeclareOk {})),
-                    );
+                    reply(io, ch, AMQPClass::Exchange(E::DeclareOk(exchange::DeclareOk {})));
                 }
             }
             E::Delete(d) => {
                 broker.delete_exchange(vhost, d.exchange.as_str(), d.if_unused)?;
                 self.exchange_cache = None;
                 if !d.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Exchange(E::DeleteOk(exchange::DeleteOk {})),
-                    );
+                    reply(io, ch, AMQPClass::Exchange(E::DeleteOk(exchange::DeleteOk {})));
                 }
             }
             E::Bind(b) => {
@@ -384,29 +283,15 @@ impl Channel {
                 };
                 broker.unbind(vhost, ctx.id, &spec)?;
                 if !b.nowait {
-                    reply(
-                        io,
-                        ch,
-                        AMQPClass::Exchange(E::UnbindOk(exchange::UnbindOk {})),
-                    );
+                    reply(io, ch, AMQPClass::Exchange(E::UnbindOk(exchange::UnbindOk {})));
                 }
             }
-            _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::CommandInvalid,
-                    "unimplemented method",
-                ))
-            }
+            _ => return Err(AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")),
         }
         Ok(())
     }
 
-    fn tx_method(
-        &mut self,
-        ctx: &ConnCtx,
-        m: tx::AMQPMethod,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    fn tx_method(&mut self, ctx: &ConnCtx, m: tx::AMQPMethod, io: &mut Io) -> Result<(), AmqpError> {
         use tx::AMQPMethod as T;
         let ch = self.id;
         match m {
@@ -415,19 +300,17 @@ impl Channel {
                 reply(io, ch, AMQPClass::Tx(T::SelectOk(tx::SelectOk {})));
             }
             T::Commit(_) => {
-                self.tx_commit(ctx, io)?;
-                reply(io, ch, AMQPClass::Tx(T::CommitOk(tx::CommitOk {})));
+                if self.tx_commit(ctx, io)? {
+                    ctx.notify_durable(ch, crate::tx::TX_COMMIT_TOKEN);
+                } else {
+                    reply(io, ch, AMQPClass::Tx(T::CommitOk(tx::CommitOk {})));
+                }
             }
             T::Rollback(_) => {
                 self.tx_rollback()?;
                 reply(io, ch, AMQPClass::Tx(T::RollbackOk(tx::RollbackOk {})));
             }
-            _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::CommandInvalid,
-                    "unimplemented method",
-                ))
-            }
+            _ => return Err(AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")),
         }
         Ok(())
     }

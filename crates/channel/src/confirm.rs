@@ -1,42 +1,53 @@
 //! Publisher confirms.
+//!
+//! A publish is confirmed once every queue it reached holds it safely: at once for
+//! transient messages (memory), after the store's group commit for persistent messages in
+//! durable queues. Confirms are sent in publish order, so a transient publish queued
+//! behind a persistent one waits for it; in the common case a whole read pass of
+//! publishes is confirmed by one `basic.ack(multiple)`.
 use crate::channel::{Channel, Mode};
 use crate::context::Io;
-use warren_codec::{encode_ack, AmqpError, ReplyCode};
+use std::collections::VecDeque;
+use warren_codec::{encode_ack, encode_nack, AmqpError, ReplyCode};
 
-/// Confirm-mode bookkeeping. Messages are confirmed in publish order, so one number says
-/// everything: acks for all tags up to `confirmed` are owed to the client. They go out as
-/// a single basic.ack(multiple) at the end of each pass over the socket's input instead of
-/// one frame per message.
 #[derive(Default)]
 pub struct Confirms {
     /// Tag of the last publish seen (tags start at 1).
     published: u64,
-    /// Highest tag whose confirm is owed and not yet sent.
+    /// Publishes not yet confirmable, oldest first: (tag, waits for the store).
+    waiting: VecDeque<(u64, bool)>,
+    /// Highest tag whose ack is owed and not yet sent.
     owed: Option<u64>,
     /// Highest tag already confirmed to the client.
     sent: u64,
 }
 
 impl Confirms {
-    /// Assigns the next publish's tag.
-    pub fn next_tag(&mut self) -> u64 {
+    /// Assigns the next publish's tag and notes whether it waits for the store.
+    pub fn publish(&mut self, needs_sync: bool) -> u64 {
         self.published += 1;
-        self.published
+        let tag = self.published;
+        if !needs_sync && self.waiting.is_empty() {
+            self.owed = Some(tag);
+        } else {
+            self.waiting.push_back((tag, needs_sync));
+        }
+        tag
     }
 
-    /// Everything up to `tag` is safe: it will be acked on the next flush.
-    pub fn confirm_upto(&mut self, tag: u64) {
-        self.owed = Some(self.owed.map_or(tag, |t| t.max(tag)));
+    fn encode_owed(&mut self, ch: u16, io: &mut Io) {
+        if let Some(tag) = self.owed.take() {
+            // Like RabbitMQ, `multiple` only when the ack covers more than one publish.
+            encode_ack(io.out.tail(), ch, tag, tag > self.sent + 1);
+            self.sent = tag;
+        }
     }
 }
 
 impl Channel {
     pub(crate) fn confirm_select(&mut self) -> Result<(), AmqpError> {
         match self.mode {
-            Mode::Tx(_) => Err(AmqpError::new(
-                ReplyCode::PreconditionFailed,
-                "cannot switch from tx to confirm mode",
-            )),
+            Mode::Tx(_) => Err(AmqpError::new(ReplyCode::PreconditionFailed, "cannot switch from tx to confirm mode")),
             Mode::Confirm(_) => Ok(()),
             Mode::Plain => {
                 self.mode = Mode::Confirm(Confirms::default());
@@ -48,11 +59,35 @@ impl Channel {
     /// Sends the acks owed since the last flush, as one frame.
     pub fn flush(&mut self, io: &mut Io) {
         if let Mode::Confirm(c) = &mut self.mode {
-            if let Some(tag) = c.owed.take() {
-                // Like RabbitMQ, `multiple` only when the ack covers more than one publish.
-                encode_ack(io.out.tail(), self.id, tag, tag > c.sent + 1);
-                c.sent = tag;
+            c.encode_owed(self.id, io);
+        }
+    }
+
+    /// The store reports that everything submitted up to `token` is on disk (`ok`) or could
+    /// not be written. For a confirm channel `token` is a publish tag; for a transaction it
+    /// is the commit's marker.
+    pub fn on_durable(&mut self, token: u64, ok: bool, io: &mut Io) -> Result<(), AmqpError> {
+        let ch = self.id;
+        match &mut self.mode {
+            Mode::Confirm(c) => {
+                while let Some(&(tag, needs_sync)) = c.waiting.front() {
+                    if needs_sync && tag > token {
+                        break;
+                    }
+                    c.waiting.pop_front();
+                    if ok || !needs_sync {
+                        c.owed = Some(tag);
+                    } else {
+                        // Acks owed so far go first, then this publish is refused.
+                        c.encode_owed(ch, io);
+                        encode_nack(io.out.tail(), ch, tag, false, false);
+                        c.sent = tag;
+                    }
+                }
+                Ok(())
             }
+            Mode::Tx(_) => self.commit_durable(ok, io),
+            Mode::Plain => Ok(()),
         }
     }
 }

@@ -9,32 +9,18 @@ use warren_broker::{Consumer, ConsumerSpec, Delivery, QueueHandle};
 use warren_codec::{encode_content, encode_deliver, encode_get_ok, AmqpError, ReplyCode};
 
 impl Channel {
-    pub(crate) fn qos(
-        &mut self,
-        prefetch_count: u16,
-        global: bool,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub(crate) fn qos(&mut self, prefetch_count: u16, global: bool, io: &mut Io) -> Result<(), AmqpError> {
         if global {
             self.channel_credit.set_limit(prefetch_count as u32);
             self.kick_queues();
         } else {
             self.consumer_prefetch = prefetch_count as u32;
         }
-        reply(
-            io,
-            self.id,
-            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
-        );
+        reply(io, self.id, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
         Ok(())
     }
 
-    pub(crate) fn consume(
-        &mut self,
-        ctx: &ConnCtx,
-        c: basic::Consume,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub(crate) fn consume(&mut self, ctx: &ConnCtx, c: basic::Consume, io: &mut Io) -> Result<(), AmqpError> {
         let q = self.find_queue(ctx, c.queue.as_str())?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             warren_broker::names::generated_consumer_tag().into()
@@ -42,10 +28,7 @@ impl Channel {
             c.consumer_tag.as_str().into()
         };
         if self.consumers.contains_key(&tag) {
-            return Err(AmqpError::new(
-                ReplyCode::NotAllowed,
-                format!("attempt to reuse consumer tag '{tag}'"),
-            ));
+            return Err(AmqpError::new(ReplyCode::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
         }
         let spec = ConsumerSpec {
             tag: tag.clone(),
@@ -55,99 +38,52 @@ impl Channel {
             exclusive: c.exclusive,
             prefetch: self.consumer_prefetch,
         };
-        let consumer = Arc::new(Consumer::new(
-            spec,
-            self.channel_credit.clone(),
-            ctx.sink.clone(),
-        ));
+        let consumer = Arc::new(Consumer::new(spec, self.channel_credit.clone(), ctx.sink.clone()));
         // consume-ok is written before any delivery: deliveries go through the mailbox,
         // which the connection drains only after this method returns.
         q.add_consumer(consumer.clone())?;
         self.consumers.insert(tag.clone(), (consumer, q));
         if !c.nowait {
-            let ok = basic::ConsumeOk {
-                consumer_tag: tag.to_string().into(),
-            };
-            reply(
-                io,
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)),
-            );
+            let ok = basic::ConsumeOk { consumer_tag: tag.to_string().into() };
+            reply(io, self.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
         }
         Ok(())
     }
 
-    pub(crate) fn cancel(
-        &mut self,
-        ctx: &ConnCtx,
-        tag: &str,
-        nowait: bool,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub(crate) fn cancel(&mut self, ctx: &ConnCtx, tag: &str, nowait: bool, io: &mut Io) -> Result<(), AmqpError> {
         if let Some((consumer, q)) = self.consumers.remove(tag) {
             self.remove_from_queue(ctx, &consumer, &q);
         }
         // RabbitMQ answers cancel-ok for unknown tags too.
         if !nowait {
-            let ok = basic::CancelOk {
-                consumer_tag: tag.to_string().into(),
-            };
-            reply(
-                io,
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::CancelOk(ok)),
-            );
+            let ok = basic::CancelOk { consumer_tag: tag.to_string().into() };
+            reply(io, self.id, AMQPClass::Basic(basic::AMQPMethod::CancelOk(ok)));
         }
         Ok(())
     }
 
     fn remove_from_queue(&self, ctx: &ConnCtx, consumer: &Consumer, q: &QueueHandle) {
         consumer.deactivate();
-        if q.remove_consumer(ctx.id, self.id, &consumer.tag)
-            == CancelOutcome::RemovedLastOfAutoDelete
-        {
+        if q.remove_consumer(ctx.id, self.id, &consumer.tag) == CancelOutcome::RemovedLastOfAutoDelete {
             if let Err(e) = ctx.broker.delete_queue_unchecked(&ctx.vhost, q) {
                 tracing::error!(queue = q.name(), error = %e, "auto-delete failed");
             }
         }
     }
 
-    pub(crate) fn get(
-        &mut self,
-        ctx: &ConnCtx,
-        queue: &str,
-        no_ack: bool,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub(crate) fn get(&mut self, ctx: &ConnCtx, queue: &str, no_ack: bool, io: &mut Io) -> Result<(), AmqpError> {
         let q = self.find_queue(ctx, queue)?;
         let Some((m, left)) = q.get(no_ack) else {
-            reply(
-                io,
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-            );
+            reply(io, self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             return Ok(());
         };
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         let msg = &m.message;
-        encode_get_ok(
-            io.out.tail(),
-            self.id,
-            tag,
-            m.redelivered,
-            &msg.exchange,
-            &msg.routing_key,
-            left,
-        );
+        encode_get_ok(io.out.tail(), self.id, tag, m.redelivered, &msg.exchange, &msg.routing_key, left);
         encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
         if !no_ack {
-            self.unacked.push(Unacked {
-                tag,
-                queue: q,
-                message: m,
-                consumer: None,
-            });
+            self.unacked.push(Unacked { tag, queue: q, message: m, consumer: None });
         }
         Ok(())
     }
@@ -156,10 +92,7 @@ impl Channel {
     /// a consumer that has been cancelled in the meantime goes back to its queue untouched.
     pub fn deliver(&mut self, ctx: &ConnCtx, d: Delivery, io: &mut Io) {
         let ours = d.consumer.is_active()
-            && self
-                .consumers
-                .get(&d.consumer.tag)
-                .is_some_and(|(c, _)| Arc::ptr_eq(c, &d.consumer));
+            && self.consumers.get(&d.consumer.tag).is_some_and(|(c, _)| Arc::ptr_eq(c, &d.consumer));
         if !ours {
             d.consumer.settle(1);
             d.queue.return_undelivered(d.message, !d.consumer.no_ack);
@@ -179,31 +112,20 @@ impl Channel {
         );
         encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
         if !d.consumer.no_ack {
-            self.unacked.push(Unacked {
-                tag,
-                queue: d.queue,
-                message: d.message,
-                consumer: Some(d.consumer),
-            });
+            self.unacked.push(Unacked { tag, queue: d.queue, message: d.message, consumer: Some(d.consumer) });
         }
     }
 
     /// The broker cancelled a consumer (its queue was deleted): forget it and, if the client
     /// understands it, send basic.cancel.
     pub fn broker_cancelled(&mut self, ctx: &ConnCtx, consumer: &Arc<Consumer>, io: &mut Io) {
-        let ours = self
-            .consumers
-            .get(&consumer.tag)
-            .is_some_and(|(c, _)| Arc::ptr_eq(c, consumer));
+        let ours = self.consumers.get(&consumer.tag).is_some_and(|(c, _)| Arc::ptr_eq(c, consumer));
         if !ours {
             return;
         }
         self.consumers.remove(&consumer.tag);
         if ctx.cancel_notify {
-            let m = basic::Cancel {
-                consumer_tag: consumer.tag.to_string().into(),
-                nowait: true,
-            };
+            let m = basic::Cancel { consumer_tag: consumer.tag.to_string().into(), nowait: true };
             reply(io, self.id, AMQPClass::Basic(basic::AMQPMethod::Cancel(m)));
         }
     }

@@ -27,13 +27,7 @@ fn unexpected(detail: &str) -> AmqpError {
 
 impl Pending {
     pub fn new(publish: Publish) -> Self {
-        Pending {
-            publish,
-            header: None,
-            first: None,
-            rest: None,
-            received: 0,
-        }
+        Pending { publish, header: None, first: None, rest: None, received: 0 }
     }
 
     pub fn expects_header(&self) -> bool {
@@ -41,24 +35,14 @@ impl Pending {
     }
 
     /// Takes the content header. Returns the message if the body is empty.
-    pub fn header(
-        mut self,
-        header: ContentHeader,
-        max_size: u64,
-    ) -> Result<Result<Complete, Pending>, AmqpError> {
+    pub fn header(mut self, header: ContentHeader, max_size: u64) -> Result<Result<Complete, Pending>, AmqpError> {
         if header.class_id != 60 {
-            return Err(unexpected(&format!(
-                "expected content header for class 60, got class {}",
-                header.class_id
-            )));
+            return Err(unexpected(&format!("expected content header for class 60, got class {}", header.class_id)));
         }
         if header.body_size > max_size {
             return Err(AmqpError::new(
                 ReplyCode::PreconditionFailed,
-                format!(
-                    "message size {} is larger than configured max size {}",
-                    header.body_size, max_size
-                ),
+                format!("message size {} is larger than configured max size {}", header.body_size, max_size),
             )
             .on(60, 40));
         }
@@ -72,9 +56,7 @@ impl Pending {
         let size = self.header.as_ref().map_or(0, |h| h.body_size);
         self.received += payload.len() as u64;
         if self.received > size {
-            return Err(unexpected(
-                "content body frames exceed the size given in the content header",
-            ));
+            return Err(unexpected("content body frames exceed the size given in the content header"));
         }
         match (&mut self.first, &mut self.rest) {
             (None, None) => self.first = Some(payload),
@@ -87,11 +69,7 @@ impl Pending {
             }
             (_, Some(buf)) => buf.extend_from_slice(&payload),
         }
-        Ok(if self.received == size {
-            Ok(self.finish())
-        } else {
-            Err(self)
-        })
+        Ok(if self.received == size { Ok(self.finish()) } else { Err(self) })
     }
 
     fn finish(self) -> Complete {
@@ -100,10 +78,6 @@ impl Pending {
             (None, Some(buf)) => buf.freeze(),
             (None, None) => Bytes::new(),
         };
-        Complete {
-            publish: self.publish,
-            header: self.header.expect("finish after header"),
-            body,
-        }
+        Complete { publish: self.publish, header: self.header.expect("finish after header"), body }
     }
 }

@@ -1,6 +1,6 @@
 //! What a channel needs from the connection it lives on.
 use std::sync::Arc;
-use warren_broker::{Broker, ConnectionId, DeliverySink, QueueHandle, VHost};
+use warren_broker::{Broker, ConnectionId, DeliverySink, DurableListener, MessageStore, QueueHandle, VHost};
 use warren_codec::OutBuf;
 
 /// Connection-wide facts, fixed once the connection is open.
@@ -16,6 +16,18 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// The connection's mailbox, through which queues hand deliveries to its consumers.
     pub sink: Arc<dyn DeliverySink>,
+    /// The store, and the mailbox as the listener it reports flushes to (None: no store).
+    pub durable: Option<(Arc<dyn MessageStore>, Arc<dyn DurableListener>)>,
+}
+
+impl ConnCtx {
+    /// Asks the store to report (to this connection's mailbox) when everything written so
+    /// far is on disk.
+    pub fn notify_durable(&self, channel: u16, token: u64) {
+        if let Some((store, listener)) = &self.durable {
+            store.notify_durable(listener.clone(), channel, token);
+        }
+    }
 }
 
 /// Where a channel writes what it has to say during one pass of the connection loop.

@@ -10,12 +10,7 @@ use warren_codec::{encode_content, encode_return, AmqpError, ContentHeader, Repl
 
 impl Channel {
     /// A content header frame arrived on this channel.
-    pub fn handle_header(
-        &mut self,
-        ctx: &ConnCtx,
-        header: ContentHeader,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub fn handle_header(&mut self, ctx: &ConnCtx, header: ContentHeader, io: &mut Io) -> Result<(), AmqpError> {
         match self.pending.take() {
             Some(p) if p.expects_header() => match p.header(header, ctx.max_message_size)? {
                 Ok(done) => self.publish(ctx, done, io),
@@ -24,20 +19,12 @@ impl Channel {
                     Ok(())
                 }
             },
-            _ => Err(AmqpError::new(
-                ReplyCode::UnexpectedFrame,
-                "expected method frame, got non method frame instead",
-            )),
+            _ => Err(AmqpError::new(ReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead")),
         }
     }
 
     /// A content body frame arrived on this channel.
-    pub fn handle_body(
-        &mut self,
-        ctx: &ConnCtx,
-        payload: Bytes,
-        io: &mut Io,
-    ) -> Result<(), AmqpError> {
+    pub fn handle_body(&mut self, ctx: &ConnCtx, payload: Bytes, io: &mut Io) -> Result<(), AmqpError> {
         match self.pending.take() {
             Some(p) if !p.expects_header() => match p.body(payload)? {
                 Ok(done) => self.publish(ctx, done, io),
@@ -50,29 +37,21 @@ impl Channel {
                 ReplyCode::UnexpectedFrame,
                 "expected content header for class 60, got non content header frame instead",
             )),
-            None => Err(AmqpError::new(
-                ReplyCode::UnexpectedFrame,
-                "expected method frame, got non method frame instead",
-            )),
+            None => {
+                Err(AmqpError::new(ReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead"))
+            }
         }
     }
 
     /// The exchange a publish names, from the one-entry cache when it is the same as last time.
-    fn publish_exchange(
-        &mut self,
-        ctx: &ConnCtx,
-        name: &Bytes,
-    ) -> Result<Arc<Exchange>, AmqpError> {
+    fn publish_exchange(&mut self, ctx: &ConnCtx, name: &Bytes) -> Result<Arc<Exchange>, AmqpError> {
         if let Some((n, e)) = &self.exchange_cache {
             if n == name && !e.is_deleted() {
                 return Ok(e.clone());
             }
         }
         let s = std::str::from_utf8(name).unwrap_or("");
-        let e = ctx
-            .vhost
-            .exchange(s)
-            .ok_or_else(|| BrokerError::not_found("exchange", s, &ctx.vhost.name))?;
+        let e = ctx.vhost.exchange(s).ok_or_else(|| BrokerError::not_found("exchange", s, &ctx.vhost.name))?;
         self.exchange_cache = Some((name.clone(), e.clone()));
         Ok(e)
     }
@@ -80,33 +59,21 @@ impl Channel {
     fn publish(&mut self, ctx: &ConnCtx, c: Complete, io: &mut Io) -> Result<(), AmqpError> {
         let err_on = |e: AmqpError| e.on(60, 40);
         if c.publish.immediate {
-            return Err(err_on(AmqpError::new(
-                ReplyCode::NotImplemented,
-                "immediate=true",
-            )));
+            return Err(err_on(AmqpError::new(ReplyCode::NotImplemented, "immediate=true")));
         }
         if let Some(uid) = c.header.properties.user_id() {
             if uid.as_str() != ctx.user {
                 return Err(err_on(AmqpError::new(
                     ReplyCode::PreconditionFailed,
-                    format!(
-                        "user_id property set to '{}' but authenticated user was '{}'",
-                        uid.as_str(),
-                        ctx.user
-                    ),
+                    format!("user_id property set to '{}' but authenticated user was '{}'", uid.as_str(), ctx.user),
                 )));
             }
         }
-        let exchange = self
-            .publish_exchange(ctx, &c.publish.exchange)
-            .map_err(err_on)?;
+        let exchange = self.publish_exchange(ctx, &c.publish.exchange).map_err(err_on)?;
         if exchange.meta.internal {
             return Err(err_on(AmqpError::new(
                 ReplyCode::AccessRefused,
-                format!(
-                    "cannot publish to internal exchange '{}' in vhost '{}'",
-                    exchange.name, ctx.vhost.name
-                ),
+                format!("cannot publish to internal exchange '{}' in vhost '{}'", exchange.name, ctx.vhost.name),
             )));
         }
         let mandatory = c.publish.mandatory;
@@ -118,13 +85,16 @@ impl Channel {
         });
         match &mut self.mode {
             Mode::Tx(tx) => tx.publishes.push((exchange, msg, mandatory)),
-            Mode::Plain => self.enqueue(ctx, &exchange, msg, mandatory, io),
-            Mode::Confirm(_) => {
+            Mode::Plain => {
                 self.enqueue(ctx, &exchange, msg, mandatory, io);
+            }
+            Mode::Confirm(_) => {
+                let needs_sync = self.enqueue(ctx, &exchange, msg, mandatory, io);
                 if let Mode::Confirm(c) = &mut self.mode {
-                    // Transient storage: the message is safe as soon as its queues hold it.
-                    let tag = c.next_tag();
-                    c.confirm_upto(tag);
+                    let tag = c.publish(needs_sync);
+                    if needs_sync {
+                        ctx.notify_durable(self.id, tag);
+                    }
                 }
             }
         }
@@ -132,7 +102,8 @@ impl Channel {
     }
 
     /// Routes a message and puts it on its queues; returns it to the publisher with
-    /// 312 NO_ROUTE if it was mandatory and reached no queue.
+    /// 312 NO_ROUTE if it was mandatory and reached no queue. True if some queue wrote it
+    /// to the store as persistent (a confirm must wait for the flush).
     pub(crate) fn enqueue(
         &mut self,
         ctx: &ConnCtx,
@@ -140,12 +111,15 @@ impl Channel {
         msg: Arc<Message>,
         mandatory: bool,
         io: &mut Io,
-    ) {
+    ) -> bool {
         let mut route = std::mem::take(&mut self.route_buf);
         ctx.vhost.route(exchange, &msg, &mut route);
         let mut delivered = false;
+        let mut needs_sync = false;
         for q in &route {
-            if q.publish(msg.clone()) {
+            let p = q.publish(msg.clone());
+            needs_sync |= p.needs_sync;
+            if p.accepted {
                 delivered = true;
                 if q.is_flow_blocked() && !io.blocked.contains(q) {
                     io.blocked.push(q.clone());
@@ -165,5 +139,6 @@ impl Channel {
             );
             encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
         }
+        needs_sync
     }
 }

@@ -47,10 +47,7 @@ impl UnackedList {
         let i = self.slots.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
         self.slots[i].1.as_ref()?;
         let taken: Vec<Unacked> = if multiple {
-            self.slots
-                .range_mut(..=i)
-                .filter_map(|(_, s)| s.take())
-                .collect()
+            self.slots.range_mut(..=i).filter_map(|(_, s)| s.take()).collect()
         } else {
             self.slots[i].1.take().into_iter().collect()
         };
@@ -88,24 +85,9 @@ mod tests {
     // exercise the tag bookkeeping through a real (in-memory) queue.
     fn list(tags: &[u64]) -> UnackedList {
         use warren_broker::{Broker, BrokerSettings, InMemoryOnly, QueueDeclare};
-        let b = Broker::new(
-            BrokerSettings {
-                queue_flow_threshold: 10,
-            },
-            Box::new(InMemoryOnly),
-        );
+        let b = Broker::new(BrokerSettings { queue_flow_threshold: 10 }, Box::new(InMemoryOnly));
         let v = b.add_vhost("/").unwrap();
-        let q = b
-            .declare_queue(
-                &v,
-                1,
-                &QueueDeclare {
-                    name: "q".into(),
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-            .queue;
+        let q = b.declare_queue(&v, 1, &QueueDeclare { name: "q".into(), ..Default::default() }).unwrap().queue;
         let mut l = UnackedList::default();
         for &t in tags {
             let message = std::sync::Arc::new(warren_broker::Message {
@@ -117,11 +99,7 @@ mod tests {
             l.push(Unacked {
                 tag: t,
                 queue: q.clone(),
-                message: QueuedMessage {
-                    seq: t,
-                    message,
-                    redelivered: false,
-                },
+                message: QueuedMessage { seq: t, message, redelivered: false },
                 consumer: None,
             });
         }

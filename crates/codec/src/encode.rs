@@ -4,8 +4,8 @@ use crate::header::ContentHeader;
 use crate::outbuf::{OutBuf, ZERO_COPY_MIN};
 use crate::writer::generate;
 use crate::{
-    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_HEARTBEAT, FRAME_METHOD,
-    FRAME_OVERHEAD, PROTOCOL_HEADER,
+    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_OVERHEAD,
+    PROTOCOL_HEADER,
 };
 use amq_protocol::protocol::{gen_class, AMQPClass};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -102,13 +102,7 @@ pub fn encode_ack(buf: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
 }
 
 /// basic.nack (60/120), sent for publisher confirms.
-pub fn encode_nack(
-    buf: &mut BytesMut,
-    channel: u16,
-    delivery_tag: u64,
-    multiple: bool,
-    requeue: bool,
-) {
+pub fn encode_nack(buf: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool, requeue: bool) {
     method_header(buf, channel, 4 + 8 + 1, 60, 120);
     buf.put_u64(delivery_tag);
     buf.put_u8(u8::from(multiple) | u8::from(requeue) << 1);
@@ -119,13 +113,7 @@ pub fn encode_nack(
 /// frames of at most `frame_max - 8` payload bytes each (`frame_max` 0 = unlimited). An empty
 /// body sends no body frame. A body of at least [`ZERO_COPY_MIN`] bytes is queued as slices of
 /// `body` (no copy); a smaller one is copied into the tail.
-pub fn encode_content(
-    out: &mut OutBuf,
-    channel: u16,
-    header: &ContentHeader,
-    body: &Bytes,
-    frame_max: u32,
-) {
+pub fn encode_content(out: &mut OutBuf, channel: u16, header: &ContentHeader, body: &Bytes, frame_max: u32) {
     let tail = out.tail();
     tail.reserve(FRAME_OVERHEAD + header.raw.len());
     frame_header(tail, FRAME_HEADER, channel, header.raw.len() as u32);
@@ -185,9 +173,7 @@ fn put_short(buf: &mut BytesMut, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{
-        drain, frame_bytes, full_properties, header_payload_with_all_field_types, parse_all,
-    };
+    use crate::test_util::{drain, frame_bytes, full_properties, header_payload_with_all_field_types, parse_all};
     use crate::{decode_frame, Frame};
     use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
     use amq_protocol::protocol::{basic, confirm, connection, exchange, queue};
@@ -206,9 +192,7 @@ mod tests {
         encode_protocol_header(&mut buf);
         encode_heartbeat(&mut buf);
         let frames = parse_all(&buf);
-        assert!(
-            matches!(frames[0], AMQPFrame::ProtocolHeader(v) if (v.major, v.minor, v.revision) == (0, 9, 1))
-        );
+        assert!(matches!(frames[0], AMQPFrame::ProtocolHeader(v) if (v.major, v.minor, v.revision) == (0, 9, 1)));
         assert_eq!(frames[1], AMQPFrame::Heartbeat);
         assert_eq!(frames.len(), 2);
     }
@@ -258,28 +242,14 @@ mod tests {
             // And our own decoder agrees.
             let mut rd = buf.split_off(6);
             let f = decode_frame(&mut rd, 0).unwrap().unwrap();
-            assert_eq!(
-                f,
-                Frame::Method {
-                    channel: 5,
-                    method: crate::Method::Other(m)
-                }
-            );
+            assert_eq!(f, Frame::Method { channel: 5, method: crate::Method::Other(m) });
         }
     }
 
     #[test]
     fn encode_deliver_parses_back() {
         let mut buf = BytesMut::new();
-        encode_deliver(
-            &mut buf,
-            9,
-            "amq.ctag-xyz",
-            u64::MAX - 1,
-            true,
-            b"ex",
-            b"a.b",
-        );
+        encode_deliver(&mut buf, 9, "amq.ctag-xyz", u64::MAX - 1, true, b"ex", b"a.b");
         let expected = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
             consumer_tag: "amq.ctag-xyz".into(),
             delivery_tag: u64::MAX - 1,
@@ -334,19 +304,13 @@ mod tests {
         for multiple in [false, true] {
             let mut buf = BytesMut::new();
             encode_ack(&mut buf, 1, 99, multiple);
-            let expected = AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag: 99,
-                multiple,
-            }));
+            let expected = AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 99, multiple }));
             assert_eq!(one_method(&buf), (1, expected));
             for requeue in [false, true] {
                 let mut buf = BytesMut::new();
                 encode_nack(&mut buf, 3, 7, multiple, requeue);
-                let expected = AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-                    delivery_tag: 7,
-                    multiple,
-                    requeue,
-                }));
+                let expected =
+                    AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack { delivery_tag: 7, multiple, requeue }));
                 assert_eq!(one_method(&buf), (3, expected));
             }
         }
@@ -359,8 +323,7 @@ mod tests {
         let raw = header_payload_with_all_field_types();
         let sent = frame_bytes(2, 4, &raw);
         let mut rd = BytesMut::from(&sent[..]);
-        let Some(Frame::Header { channel: 4, header }) = decode_frame(&mut rd, 131072).unwrap()
-        else {
+        let Some(Frame::Header { channel: 4, header }) = decode_frame(&mut rd, 131072).unwrap() else {
             panic!("expected a header frame");
         };
 
@@ -370,22 +333,14 @@ mod tests {
             reference,
             [AMQPFrame::Header(
                 4,
-                AMQPContentHeader {
-                    class_id: 60,
-                    body_size: 3,
-                    properties: header.properties.clone()
-                }
+                AMQPContentHeader { class_id: 60, body_size: 3, properties: header.properties.clone() }
             )]
         );
 
         let mut out = OutBuf::new();
         encode_content(&mut out, 4, &header, &Bytes::from_static(b"abc"), 131072);
         let bytes = drain(&out);
-        assert_eq!(
-            &bytes[..sent.len()],
-            &sent[..],
-            "header frame must be re-sent verbatim"
-        );
+        assert_eq!(&bytes[..sent.len()], &sent[..], "header frame must be re-sent verbatim");
         assert_eq!(&bytes[sent.len()..], &frame_bytes(3, 4, b"abc")[..]);
     }
 
@@ -398,14 +353,7 @@ mod tests {
         // An empty body sends the header frame only.
         assert_eq!(
             parse_all(&drain(&out)),
-            [AMQPFrame::Header(
-                1,
-                AMQPContentHeader {
-                    class_id: 60,
-                    body_size: 0,
-                    properties: props
-                }
-            )]
+            [AMQPFrame::Header(1, AMQPContentHeader { class_id: 60, body_size: 0, properties: props })]
         );
     }
 
@@ -424,21 +372,14 @@ mod tests {
     fn body_is_split_by_frame_max() {
         let body: Bytes = (0..10_000u32).map(|i| i as u8).collect::<Vec<u8>>().into();
         let header = ContentHeader::new(60, body.len() as u64, Default::default());
-        for (frame_max, sizes) in [
-            (4096, vec![4088, 4088, 1824]),
-            (5008, vec![5000, 5000]),
-            (131072, vec![10_000]),
-            (0, vec![10_000]),
-        ] {
+        for (frame_max, sizes) in
+            [(4096, vec![4088, 4088, 1824]), (5008, vec![5000, 5000]), (131072, vec![10_000]), (0, vec![10_000])]
+        {
             let mut out = OutBuf::new();
             encode_content(&mut out, 2, &header, &body, frame_max);
             let bytes = drain(&out);
             let frames = body_frames(&bytes);
-            assert_eq!(
-                frames.iter().map(Vec::len).collect::<Vec<_>>(),
-                sizes,
-                "frame_max {frame_max}"
-            );
+            assert_eq!(frames.iter().map(Vec::len).collect::<Vec<_>>(), sizes, "frame_max {frame_max}");
             assert_eq!(frames.concat(), &body[..]);
             // Every frame, header included, fits in frame_max.
             let mut rd = BytesMut::from(&bytes[..]);
@@ -457,11 +398,8 @@ mod tests {
         let mut slices = [std::io::IoSlice::new(&[]); 16];
         let n = out.io_slices(&mut slices);
         let body_range = big.as_ptr_range();
-        let zero_copy: Vec<usize> = slices[..n]
-            .iter()
-            .filter(|s| body_range.contains(&s.as_ptr()))
-            .map(|s| s.len())
-            .collect();
+        let zero_copy: Vec<usize> =
+            slices[..n].iter().filter(|s| body_range.contains(&s.as_ptr())).map(|s| s.len()).collect();
         assert_eq!(zero_copy, [4088, 4088, 824]);
         assert_eq!(body_frames(&drain(&out)).concat(), &big[..]);
 

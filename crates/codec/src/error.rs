@@ -33,11 +33,7 @@ pub enum CodecError {
     /// A known method with malformed or trailing arguments, or a malformed content header.
     /// `detail` is the RabbitMQ-style explanation, e.g. "cannot decode <<0,0,3,97,98>>".
     #[error("{detail}")]
-    Syntax {
-        class_id: u16,
-        method_id: u16,
-        detail: String,
-    },
+    Syntax { class_id: u16, method_id: u16, detail: String },
 }
 
 impl CodecError {
@@ -56,15 +52,9 @@ impl CodecError {
     /// The (class, method) to report as failing in connection.close; (0, 0) for frame-level errors.
     pub fn class_method(&self) -> (u16, u16) {
         match self {
-            CodecError::UnknownMethod {
-                class_id,
-                method_id,
+            CodecError::UnknownMethod { class_id, method_id } | CodecError::Syntax { class_id, method_id, .. } => {
+                (*class_id, *method_id)
             }
-            | CodecError::Syntax {
-                class_id,
-                method_id,
-                ..
-            } => (*class_id, *method_id),
             _ => (0, 0),
         }
     }
@@ -94,20 +84,12 @@ pub(crate) fn erl_binary(bytes: &[u8]) -> String {
 
 /// The error for arguments of a known method that do not decode.
 pub(crate) fn cannot_decode(class_id: u16, method_id: u16, args: &[u8]) -> CodecError {
-    CodecError::Syntax {
-        class_id,
-        method_id,
-        detail: format!("cannot decode {}", erl_binary(args)),
-    }
+    CodecError::Syntax { class_id, method_id, detail: format!("cannot decode {}", erl_binary(args)) }
 }
 
 /// The error for a short string that is not UTF-8; RabbitMQ's text for this case.
 pub(crate) fn malformed_utf8(class_id: u16, method_id: u16) -> CodecError {
-    CodecError::Syntax {
-        class_id,
-        method_id,
-        detail: "Malformed UTF-8 in shortstr".to_owned(),
-    }
+    CodecError::Syntax { class_id, method_id, detail: "Malformed UTF-8 in shortstr".to_owned() }
 }
 
 #[cfg(test)]
@@ -125,14 +107,8 @@ mod tests {
         for e in frame_errors {
             assert_eq!(e.reply_code(), ReplyCode::FrameError, "{e}");
         }
-        assert_eq!(
-            CodecError::HeartbeatOnChannel(1).reply_code(),
-            ReplyCode::UnexpectedFrame
-        );
-        let unknown = CodecError::UnknownMethod {
-            class_id: 99,
-            method_id: 1,
-        };
+        assert_eq!(CodecError::HeartbeatOnChannel(1).reply_code(), ReplyCode::UnexpectedFrame);
+        let unknown = CodecError::UnknownMethod { class_id: 99, method_id: 1 };
         assert_eq!(unknown.reply_code(), ReplyCode::NotImplemented);
         assert_eq!(unknown.class_method(), (99, 1));
         assert_eq!(CodecError::BadFrameEnd(0).class_method(), (0, 0));
@@ -141,17 +117,10 @@ mod tests {
     #[test]
     fn display_texts() {
         assert_eq!(
-            CodecError::FrameTooLarge {
-                size: 200000,
-                max: 131072
-            }
-            .to_string(),
+            CodecError::FrameTooLarge { size: 200000, max: 131072 }.to_string(),
             "frame payload size 200000 exceeds frame_max 131072"
         );
-        assert_eq!(
-            CodecError::BadFrameEnd(0).to_string(),
-            "invalid frame end marker 0x00"
-        );
+        assert_eq!(CodecError::BadFrameEnd(0).to_string(), "invalid frame end marker 0x00");
         let e = cannot_decode(60, 40, &[0, 0, 3, 97, 98]);
         assert_eq!(e.to_string(), "cannot decode <<0,0,3,97,98>>");
         assert_eq!(e.class_method(), (60, 40));

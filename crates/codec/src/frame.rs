@@ -3,9 +3,7 @@
 use crate::error::CodecError;
 use crate::header::ContentHeader;
 use crate::method::{decode_method, Method};
-use crate::{
-    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_HEARTBEAT, FRAME_METHOD,
-};
+use crate::{FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_HEARTBEAT, FRAME_METHOD};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// One inbound frame. Payload bytes (`Body::payload`, `ContentHeader::raw`, `Publish` names)
@@ -51,10 +49,7 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
     if frame_max != 0 && size > frame_max {
-        return Err(CodecError::FrameTooLarge {
-            size,
-            max: frame_max,
-        });
+        return Err(CodecError::FrameTooLarge { size, max: frame_max });
     }
     let total = FRAME_HEADER_SIZE + size as usize + 1;
     if buf.len() < total {
@@ -70,19 +65,11 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     frame.advance(FRAME_HEADER_SIZE);
     let payload = frame.freeze();
     let frame = match frame_type {
-        FRAME_METHOD => Frame::Method {
-            channel,
-            method: decode_method(payload)?,
-        },
-        FRAME_HEADER => Frame::Header {
-            channel,
-            header: ContentHeader::decode(payload)?,
-        },
+        FRAME_METHOD => Frame::Method { channel, method: decode_method(payload)? },
+        FRAME_HEADER => Frame::Header { channel, header: ContentHeader::decode(payload)? },
         FRAME_BODY => Frame::Body { channel, payload },
         // RabbitMQ only recognises an empty heartbeat; one with a payload is "unknown_frame".
-        FRAME_HEARTBEAT if !payload.is_empty() => {
-            return Err(CodecError::UnknownFrameType(FRAME_HEARTBEAT))
-        }
+        FRAME_HEARTBEAT if !payload.is_empty() => return Err(CodecError::UnknownFrameType(FRAME_HEARTBEAT)),
         FRAME_HEARTBEAT if channel != 0 => return Err(CodecError::HeartbeatOnChannel(channel)),
         FRAME_HEARTBEAT => Frame::Heartbeat,
         other => return Err(CodecError::UnknownFrameType(other)),
@@ -128,14 +115,8 @@ mod tests {
                 }),
             },
             Frame::Header { channel: 3, header },
-            Frame::Body {
-                channel: 3,
-                payload: Bytes::from_static(b"hel"),
-            },
-            Frame::Body {
-                channel: 3,
-                payload: Bytes::from_static(b"lo"),
-            },
+            Frame::Body { channel: 3, payload: Bytes::from_static(b"hel") },
+            Frame::Body { channel: 3, payload: Bytes::from_static(b"lo") },
             Frame::Heartbeat,
         ];
         (bytes, expected)
@@ -200,16 +181,7 @@ mod tests {
         // Only the 7 header bytes: type 3, channel 1, size 200000.
         let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 3, 0x0d, 0x40][..]);
         let err = decode_frame(&mut buf, 131072).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CodecError::FrameTooLarge {
-                    size: 200000,
-                    max: 131072
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, CodecError::FrameTooLarge { size: 200000, max: 131072 }), "{err:?}");
         assert_eq!(err.reply_code(), crate::ReplyCode::FrameError);
         // Without a limit the same header just waits for the payload.
         let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 3, 0x0d, 0x40][..]);
@@ -221,18 +193,9 @@ mod tests {
         // RabbitMQ 3.10 with frame_max 4096 accepts a 4096-byte payload and rejects 4097
         // ("{frame_too_large,4097,4088}").
         let mut ok = BytesMut::from(&frame_bytes(3, 1, &[b'a'; 4096])[..]);
-        assert!(matches!(
-            decode_frame(&mut ok, 4096),
-            Ok(Some(Frame::Body { .. }))
-        ));
+        assert!(matches!(decode_frame(&mut ok, 4096), Ok(Some(Frame::Body { .. }))));
         let mut too_big = BytesMut::from(&[3u8, 0, 1, 0, 0, 0x10, 0x01][..]);
-        assert!(matches!(
-            decode_frame(&mut too_big, 4096),
-            Err(CodecError::FrameTooLarge {
-                size: 4097,
-                max: 4096
-            })
-        ));
+        assert!(matches!(decode_frame(&mut too_big, 4096), Err(CodecError::FrameTooLarge { size: 4097, max: 4096 })));
     }
 
     #[test]
@@ -292,32 +255,14 @@ mod tests {
     fn truncated_publish_frame_is_a_syntax_error() {
         let bytes = frame_bytes(1, 1, &[0, 60, 0, 40, 0, 0, 3, b'a', b'b']);
         let err = decode_frame(&mut BytesMut::from(&bytes[..]), 0).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CodecError::Syntax {
-                    class_id: 60,
-                    method_id: 40,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, CodecError::Syntax { class_id: 60, method_id: 40, .. }), "{err:?}");
     }
 
     #[test]
     fn other_methods_decode_on_their_channel() {
         let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
         let bytes = frame_bytes(1, 7, &method_payload(&open));
-        let frame = decode_frame(&mut BytesMut::from(&bytes[..]), 0)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            frame,
-            Frame::Method {
-                channel: 7,
-                method: Method::Other(open)
-            }
-        );
+        let frame = decode_frame(&mut BytesMut::from(&bytes[..]), 0).unwrap().unwrap();
+        assert_eq!(frame, Frame::Method { channel: 7, method: Method::Other(open) });
     }
 }

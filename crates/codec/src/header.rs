@@ -32,12 +32,7 @@ impl ContentHeader {
         raw.put_u16(0); // weight, always 0
         raw.put_u64(body_size);
         generate(&mut raw, gen_properties(&properties));
-        ContentHeader {
-            class_id,
-            body_size,
-            properties,
-            raw: raw.freeze(),
-        }
+        ContentHeader { class_id, body_size, properties, raw: raw.freeze() }
     }
 
     /// The delivery-mode property (2 = persistent), 0 if absent.
@@ -52,7 +47,7 @@ impl ContentHeader {
     }
 
     /// Decodes a content-header frame payload.
-    pub(crate) fn decode(raw: Bytes) -> Result<ContentHeader, CodecError> {
+    pub fn decode(raw: Bytes) -> Result<ContentHeader, CodecError> {
         if raw.len() < FIXED_FIELDS {
             // RabbitMQ's analyze_frame cannot find the fixed fields: "unknown_frame".
             return Err(CodecError::UnknownFrameType(FRAME_HEADER));
@@ -65,12 +60,7 @@ impl ContentHeader {
             Ok(_) => return Err(bad_properties(props, "trailing bytes after properties")),
             Err(e) => return Err(bad_properties(props, describe(&e))),
         };
-        Ok(ContentHeader {
-            class_id,
-            body_size,
-            properties,
-            raw,
-        })
+        Ok(ContentHeader { class_id, body_size, properties, raw })
     }
 }
 
@@ -89,10 +79,7 @@ fn bad_properties(props: &[u8], why: &str) -> CodecError {
     CodecError::Syntax {
         class_id: 0,
         method_id: 0,
-        detail: format!(
-            "cannot decode content header properties ({why}) {}",
-            erl_binary(props)
-        ),
+        detail: format!("cannot decode content header properties ({why}) {}", erl_binary(props)),
     }
 }
 
@@ -126,10 +113,7 @@ mod tests {
         let headers = h.properties.headers().as_ref().unwrap();
         // 17 type tags, each under its own key.
         assert_eq!(headers.inner().len(), 17);
-        assert_eq!(
-            h.properties.content_type().as_ref().unwrap().as_str(),
-            "text/plain"
-        );
+        assert_eq!(h.properties.content_type().as_ref().unwrap().as_str(), "text/plain");
     }
 
     #[test]
@@ -142,10 +126,7 @@ mod tests {
     #[test]
     fn malformed_headers() {
         // Too short for the fixed fields: RabbitMQ's "unknown_frame".
-        assert!(matches!(
-            ContentHeader::decode(Bytes::from_static(&[0, 60, 0])),
-            Err(CodecError::UnknownFrameType(2))
-        ));
+        assert!(matches!(ContentHeader::decode(Bytes::from_static(&[0, 60, 0])), Err(CodecError::UnknownFrameType(2))));
         // content-type flag set, string truncated.
         let bad = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 5, b'a']);
         let err = ContentHeader::decode(bad).unwrap_err();
@@ -153,31 +134,19 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
         // No property flags at all.
         let bare = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(matches!(
-            ContentHeader::decode(bare),
-            Err(CodecError::Syntax { .. })
-        ));
+        assert!(matches!(ContentHeader::decode(bare), Err(CodecError::Syntax { .. })));
         // Trailing bytes after the properties.
         let trailing = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        assert!(matches!(
-            ContentHeader::decode(trailing),
-            Err(CodecError::Syntax { .. })
-        ));
+        assert!(matches!(ContentHeader::decode(trailing), Err(CodecError::Syntax { .. })));
         // content-type 0xFF is not UTF-8.
         let utf8 = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 1, 0xFF]);
         let err = ContentHeader::decode(utf8).unwrap_err();
-        assert!(
-            err.to_string().contains("Malformed UTF-8 in shortstr"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("Malformed UTF-8 in shortstr"), "{err}");
     }
 
     #[test]
     fn weight_is_reported_as_received() {
-        let h = ContentHeader::decode(Bytes::from_static(&[
-            0, 60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ]))
-        .unwrap();
+        let h = ContentHeader::decode(Bytes::from_static(&[0, 60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])).unwrap();
         assert_eq!(h.weight(), 1);
     }
 }

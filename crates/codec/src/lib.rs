@@ -23,8 +23,8 @@ mod writer;
 mod test_util;
 
 pub use encode::{
-    encode_ack, encode_content, encode_deliver, encode_get_ok, encode_heartbeat, encode_method,
-    encode_nack, encode_protocol_header, encode_return,
+    encode_ack, encode_content, encode_deliver, encode_get_ok, encode_heartbeat, encode_method, encode_nack,
+    encode_protocol_header, encode_return,
 };
 pub use error::CodecError;
 pub use frame::{decode_frame, Frame};

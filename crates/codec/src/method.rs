@@ -44,9 +44,7 @@ pub fn is_known_method(class_id: u16, method_id: u16) -> bool {
         30 => &[10, 11],
         40 => &[10, 11, 20, 21, 30, 31, 40, 51],
         50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
-        60 => &[
-            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
-        ],
+        60 => &[10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120],
         85 => &[10, 11],
         90 => &[10, 11, 20, 21, 30, 31],
         _ => &[],
@@ -63,10 +61,7 @@ pub(crate) fn decode_method(payload: Bytes) -> Result<Method, CodecError> {
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let method_id = u16::from_be_bytes([payload[2], payload[3]]);
     if !is_known_method(class_id, method_id) {
-        return Err(CodecError::UnknownMethod {
-            class_id,
-            method_id,
-        });
+        return Err(CodecError::UnknownMethod { class_id, method_id });
     }
     if (class_id, method_id) == (60, 40) {
         return decode_publish(&payload).map(Method::Publish);
@@ -122,12 +117,7 @@ mod tests {
     use crate::test_util::method_payload;
     use amq_protocol::protocol::{basic, queue};
 
-    fn publish_class(
-        exchange: &str,
-        routing_key: &str,
-        mandatory: bool,
-        immediate: bool,
-    ) -> AMQPClass {
+    fn publish_class(exchange: &str, routing_key: &str, mandatory: bool, immediate: bool) -> AMQPClass {
         AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
             exchange: exchange.into(),
             routing_key: routing_key.into(),
@@ -156,10 +146,7 @@ mod tests {
                 panic!("amq-protocol parsed something else");
             };
             assert_eq!(&p.exchange[..], reference.exchange.as_str().as_bytes());
-            assert_eq!(
-                &p.routing_key[..],
-                reference.routing_key.as_str().as_bytes()
-            );
+            assert_eq!(&p.routing_key[..], reference.routing_key.as_str().as_bytes());
             assert_eq!(p.mandatory, reference.mandatory);
             assert_eq!(p.immediate, reference.immediate);
             assert_eq!(Method::Publish(p).class_method(), (60, 40));
@@ -182,12 +169,7 @@ mod tests {
         let payload = method_payload(&publish_class("ex", "rk", true, false));
         for cut in 4..payload.len() {
             let err = decode_method(payload.slice(..cut)).unwrap_err();
-            let CodecError::Syntax {
-                class_id: 60,
-                method_id: 40,
-                detail,
-            } = &err
-            else {
+            let CodecError::Syntax { class_id: 60, method_id: 40, detail } = &err else {
                 panic!("cut {cut}: {err:?}");
             };
             assert!(detail.starts_with("cannot decode <<"), "{detail}");
@@ -201,24 +183,14 @@ mod tests {
         let payload = Bytes::from_static(&[0, 60, 0, 40, 0, 0, 3, 97, 98]);
         let err = crate::AmqpError::from(decode_method(payload).unwrap_err());
         assert_eq!(err.text, "FRAME_ERROR - cannot decode <<0,0,3,97,98>>");
-        assert_eq!(
-            (err.code.code(), err.class_id, err.method_id),
-            (501, 60, 40)
-        );
+        assert_eq!((err.code.code(), err.class_id, err.method_id), (501, 60, 40));
     }
 
     #[test]
     fn trailing_bytes_are_a_syntax_error() {
         let mut publish = method_payload(&publish_class("", "rk", false, false)).to_vec();
         publish.extend_from_slice(b"XYZ");
-        assert!(matches!(
-            decode_method(publish.into()),
-            Err(CodecError::Syntax {
-                class_id: 60,
-                method_id: 40,
-                ..
-            })
-        ));
+        assert!(matches!(decode_method(publish.into()), Err(CodecError::Syntax { class_id: 60, method_id: 40, .. })));
         // tx.select takes no arguments; RabbitMQ: "cannot decode <<0>>".
         let err = decode_method(Bytes::from_static(&[0, 90, 0, 10, 0])).unwrap_err();
         assert_eq!(err.to_string(), "cannot decode <<0>>");
@@ -255,10 +227,7 @@ mod tests {
 
     #[test]
     fn method_payload_shorter_than_ids_is_an_unknown_frame() {
-        assert!(matches!(
-            decode_method(Bytes::from_static(&[0, 60])),
-            Err(CodecError::UnknownFrameType(1))
-        ));
+        assert!(matches!(decode_method(Bytes::from_static(&[0, 60])), Err(CodecError::UnknownFrameType(1))));
     }
 
     #[test]
@@ -285,11 +254,7 @@ mod tests {
                 p.extend_from_slice(&method_id.to_be_bytes());
                 p.extend_from_slice(&[0; 64]);
                 let amq = parse_class(&p[..]).is_ok();
-                assert_eq!(
-                    is_known_method(class_id, method_id),
-                    amq,
-                    "{class_id}/{method_id}"
-                );
+                assert_eq!(is_known_method(class_id, method_id), amq, "{class_id}/{method_id}");
                 known += usize::from(amq);
             }
         }

@@ -74,11 +74,7 @@ impl OutBuf {
     /// # Panics
     /// If `n` exceeds [`OutBuf::len`].
     pub fn advance(&mut self, mut n: usize) {
-        assert!(
-            n <= self.len(),
-            "advance({n}) past the {} pending bytes",
-            self.len()
-        );
+        assert!(n <= self.len(), "advance({n}) past the {} pending bytes", self.len());
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -122,10 +118,7 @@ mod tests {
     fn slices_come_out_in_queue_order() {
         let out = sample();
         assert_eq!(out.len(), 12);
-        assert_eq!(
-            slices(&out, 8),
-            [&b"ab"[..], b"cdef", b"g", b"hij", b"kl"].map(<[u8]>::to_vec)
-        );
+        assert_eq!(slices(&out, 8), [&b"ab"[..], b"cdef", b"g", b"hij", b"kl"].map(<[u8]>::to_vec));
         // A short dst takes a prefix.
         assert_eq!(slices(&out, 2), [&b"ab"[..], b"cdef"].map(<[u8]>::to_vec));
         assert_eq!(drain(&out), b"abcdefghijkl");
@@ -141,11 +134,7 @@ mod tests {
                 out.advance(first);
                 assert_eq!(drain(&out), &all[first..], "after {first}");
                 out.advance(second);
-                assert_eq!(
-                    drain(&out),
-                    &all[first + second..],
-                    "after {first}+{second}"
-                );
+                assert_eq!(drain(&out), &all[first + second..], "after {first}+{second}");
                 assert_eq!(out.len(), all.len() - first - second);
                 assert_eq!(out.is_empty(), first + second == all.len());
             }

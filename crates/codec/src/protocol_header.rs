@@ -41,41 +41,25 @@ mod tests {
     #[test]
     fn full_header_is_ok_and_extra_bytes_are_ignored() {
         assert_eq!(check_protocol_header(PROTOCOL_HEADER), HeaderCheck::Ok);
-        assert_eq!(
-            check_protocol_header(b"AMQP\x00\x00\x09\x01\x01\x00"),
-            HeaderCheck::Ok
-        );
+        assert_eq!(check_protocol_header(b"AMQP\x00\x00\x09\x01\x01\x00"), HeaderCheck::Ok);
         assert_eq!(check_protocol_header(PROTOCOL_HEADER_0_9), HeaderCheck::Ok);
     }
 
     #[test]
     fn every_proper_prefix_is_incomplete() {
         for n in 0..8 {
-            assert_eq!(
-                check_protocol_header(&PROTOCOL_HEADER[..n]),
-                HeaderCheck::Incomplete,
-                "{n}"
-            );
+            assert_eq!(check_protocol_header(&PROTOCOL_HEADER[..n]), HeaderCheck::Incomplete, "{n}");
         }
     }
 
     #[test]
     fn mismatch_is_reported_at_the_first_differing_byte() {
         assert_eq!(check_protocol_header(b"G"), HeaderCheck::Mismatch);
-        assert_eq!(
-            check_protocol_header(b"GET / HTTP/1.1\r\n"),
-            HeaderCheck::Mismatch
-        );
+        assert_eq!(check_protocol_header(b"GET / HTTP/1.1\r\n"), HeaderCheck::Mismatch);
         assert_eq!(check_protocol_header(b"AMQX"), HeaderCheck::Mismatch);
         // Other versions (e.g. AMQP 1.0's "AMQP\x00\x01\x00\x00" or 0-8) are refused.
-        assert_eq!(
-            check_protocol_header(b"AMQP\x00\x01\x00\x00"),
-            HeaderCheck::Mismatch
-        );
-        assert_eq!(
-            check_protocol_header(b"AMQP\x01\x01\x00\x08"),
-            HeaderCheck::Mismatch
-        );
+        assert_eq!(check_protocol_header(b"AMQP\x00\x01\x00\x00"), HeaderCheck::Mismatch);
+        assert_eq!(check_protocol_header(b"AMQP\x01\x01\x00\x08"), HeaderCheck::Mismatch);
         assert_eq!(check_protocol_header(b"AMQP\x03"), HeaderCheck::Mismatch);
     }
 }

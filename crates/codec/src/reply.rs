@@ -140,12 +140,7 @@ impl AmqpError {
             text.truncate(cut);
             text.push_str("...");
         }
-        AmqpError {
-            code,
-            text,
-            class_id: 0,
-            method_id: 0,
-        }
+        AmqpError { code, text, class_id: 0, method_id: 0 }
     }
 
     /// Sets the method that failed.
@@ -177,10 +172,7 @@ mod tests {
         assert_eq!(ReplyCode::NotFound.code(), 404);
         assert_eq!(ReplyCode::NotFound.name(), "NOT_FOUND");
         assert_eq!(ReplyCode::PreconditionFailed.name(), "PRECONDITION_FAILED");
-        assert_eq!(
-            ReplyCode::from_code(406),
-            Some(ReplyCode::PreconditionFailed)
-        );
+        assert_eq!(ReplyCode::from_code(406), Some(ReplyCode::PreconditionFailed));
         assert_eq!(ReplyCode::from_code(999), None);
         for c in ReplyCode::ALL {
             assert_eq!(ReplyCode::from_code(c.code()), Some(c));
@@ -189,15 +181,9 @@ mod tests {
 
     #[test]
     fn hard_and_soft_errors() {
-        let hard: Vec<u16> = ReplyCode::ALL
-            .into_iter()
-            .filter(|c| c.is_connection_error())
-            .map(ReplyCode::code)
-            .collect();
-        assert_eq!(
-            hard,
-            [320, 402, 501, 502, 503, 504, 505, 506, 530, 540, 541]
-        );
+        let hard: Vec<u16> =
+            ReplyCode::ALL.into_iter().filter(|c| c.is_connection_error()).map(ReplyCode::code).collect();
+        assert_eq!(hard, [320, 402, 501, 502, 503, 504, 505, 506, 530, 540, 541]);
     }
 
     #[test]
@@ -206,10 +192,7 @@ mod tests {
         assert_eq!(e.text, "NOT_FOUND - no queue 'q' in vhost '/'");
         assert_eq!((e.class_id, e.method_id), (50, 10));
         assert!(!e.is_connection_error());
-        assert_eq!(
-            e.to_string(),
-            "NotFound NOT_FOUND - no queue 'q' in vhost '/'"
-        );
+        assert_eq!(e.to_string(), "NotFound NOT_FOUND - no queue 'q' in vhost '/'");
     }
 
     #[test]
@@ -227,23 +210,14 @@ mod tests {
 
     #[test]
     fn from_codec_error_keeps_code_text_and_method() {
-        let e = AmqpError::from(CodecError::Syntax {
-            class_id: 60,
-            method_id: 40,
-            detail: "cannot decode <<0>>".into(),
-        });
+        let e =
+            AmqpError::from(CodecError::Syntax { class_id: 60, method_id: 40, detail: "cannot decode <<0>>".into() });
         assert_eq!(e.code, ReplyCode::FrameError);
         assert_eq!(e.text, "FRAME_ERROR - cannot decode <<0>>");
         assert_eq!((e.class_id, e.method_id), (60, 40));
         assert!(e.is_connection_error());
-        let e = AmqpError::from(CodecError::FrameTooLarge {
-            size: 200000,
-            max: 131072,
-        });
-        assert_eq!(
-            e.text,
-            "FRAME_ERROR - frame payload size 200000 exceeds frame_max 131072"
-        );
+        let e = AmqpError::from(CodecError::FrameTooLarge { size: 200000, max: 131072 });
+        assert_eq!(e.text, "FRAME_ERROR - frame payload size 200000 exceeds frame_max 131072");
         assert_eq!((e.class_id, e.method_id), (0, 0));
     }
 }

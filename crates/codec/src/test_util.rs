@@ -67,27 +67,12 @@ pub(crate) fn full_properties() -> BasicProperties {
         ("i64", AMQPValue::LongLongInt(-5_000_000_000)),
         ("f32", AMQPValue::Float(1.5)),
         ("f64", AMQPValue::Double(2.25)),
-        (
-            "decimal",
-            AMQPValue::DecimalValue(DecimalValue {
-                scale: 2,
-                value: 12345,
-            }),
-        ),
+        ("decimal", AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 12345 })),
         ("longstr", AMQPValue::LongString(LongString::from("hello"))),
-        (
-            "bytes",
-            AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 255])),
-        ),
+        ("bytes", AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 255]))),
         ("timestamp", AMQPValue::Timestamp(1_700_000_000)),
         ("table", AMQPValue::FieldTable(nested)),
-        (
-            "array",
-            AMQPValue::FieldArray(FieldArray::from(vec![
-                AMQPValue::LongInt(1),
-                AMQPValue::Void,
-            ])),
-        ),
+        ("array", AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongInt(1), AMQPValue::Void]))),
         ("void", AMQPValue::Void),
     ];
     for (k, v) in values {
@@ -147,11 +132,7 @@ pub(crate) fn header_payload_with_all_field_types() -> Bytes {
     entry("x-table", b'F', &f);
     entry("w-timestamp", b'T', &1_700_000_000u64.to_be_bytes());
     entry("v-bytes", b'x', &[0, 0, 0, 3, 0, 1, 255]);
-    entry(
-        "u-longstr",
-        b'S',
-        &[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o'],
-    );
+    entry("u-longstr", b'S', &[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
     entry("t-decimal", b'D', &[2, 0, 0, 0x30, 0x39]);
     entry("s-double", b'd', &2.25f64.to_be_bytes());
     entry("r-float", b'f', &1.5f32.to_be_bytes());
@@ -210,32 +191,16 @@ fn hand_built_header_decodes_to_the_expected_values() {
     assert_eq!(get("q-i64"), AMQPValue::LongLongInt(-5_000_000_000));
     assert_eq!(get("r-float"), AMQPValue::Float(1.5));
     assert_eq!(get("s-double"), AMQPValue::Double(2.25));
-    assert_eq!(
-        get("t-decimal"),
-        AMQPValue::DecimalValue(DecimalValue {
-            scale: 2,
-            value: 12345
-        })
-    );
+    assert_eq!(get("t-decimal"), AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 12345 }));
     assert_eq!(get("u-longstr"), AMQPValue::LongString("hello".into()));
-    assert_eq!(
-        get("v-bytes"),
-        AMQPValue::ByteArray(vec![0u8, 1, 255].into())
-    );
+    assert_eq!(get("v-bytes"), AMQPValue::ByteArray(vec![0u8, 1, 255].into()));
     assert_eq!(get("w-timestamp"), AMQPValue::Timestamp(1_700_000_000));
     let mut nested = FieldTable::default();
     nested.insert("k".into(), AMQPValue::LongString("v".into()));
     assert_eq!(get("x-table"), AMQPValue::FieldTable(nested));
     assert_eq!(
         get("y-array"),
-        AMQPValue::FieldArray(
-            vec![
-                AMQPValue::LongInt(1),
-                AMQPValue::LongString("a".into()),
-                AMQPValue::Void
-            ]
-            .into()
-        )
+        AMQPValue::FieldArray(vec![AMQPValue::LongInt(1), AMQPValue::LongString("a".into()), AMQPValue::Void].into())
     );
     assert_eq!(get("z-void"), AMQPValue::Void);
 }

@@ -22,9 +22,10 @@ impl io::Write for BytesWriter<'_> {
             None => self.buf.extend_from_slice(data),
             Some(pos) => {
                 let end = *pos + data.len();
-                let dst = self.buf.get_mut(*pos..end).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::WriteZero, "prefix larger than reserved")
-                })?;
+                let dst = self
+                    .buf
+                    .get_mut(*pos..end)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::WriteZero, "prefix larger than reserved"))?;
                 dst.copy_from_slice(data);
                 *pos = end;
             }
@@ -52,43 +53,25 @@ impl BackToTheBuffer for BytesWriter<'_> {
             // A prefix generator that itself reserves a prefix: cookie-factory never does this.
             return Err(GenError::NotYetImplemented);
         }
-        let WriteContext {
-            write,
-            position: start_position,
-        } = s;
+        let WriteContext { write, position: start_position } = s;
         let start = write.buf.len();
         write.buf.resize(start + reserved, 0);
-        let (mut body, tmp) = gen(WriteContext {
-            write,
-            position: start_position + reserved as u64,
-        })?;
+        let (mut body, tmp) = gen(WriteContext { write, position: start_position + reserved as u64 })?;
         let end_position = body.position;
         body.write.patch_at = Some(start);
-        let prefix = before(
-            WriteContext {
-                write: body.write,
-                position: start_position,
-            },
-            tmp,
-        )?;
+        let prefix = before(WriteContext { write: body.write, position: start_position }, tmp)?;
         let mut write = prefix.write;
         let filled = write.patch_at.take().unwrap_or(start) - start;
         if filled != reserved {
             return Err(GenError::BufferTooBig(reserved - filled));
         }
-        Ok(WriteContext {
-            write,
-            position: end_position,
-        })
+        Ok(WriteContext { write, position: end_position })
     }
 }
 
 /// Runs an amq-protocol generator, appending its output to `buf`.
 pub(crate) fn generate<'a, F: SerializeFn<BytesWriter<'a>>>(buf: &'a mut BytesMut, f: F) {
-    let writer = BytesWriter {
-        buf,
-        patch_at: None,
-    };
+    let writer = BytesWriter { buf, patch_at: None };
     // Appending to a growable buffer cannot fail and the generators always fill the prefixes
     // they reserve, so an error here is a bug in the generator, not bad input.
     if let Err(e) = f(WriteContext::from(writer)) {
@@ -109,10 +92,7 @@ mod tests {
         table.insert("inner".into(), AMQPValue::FieldTable(inner));
         table.insert(
             "arr".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![
-                AMQPValue::Boolean(true),
-                AMQPValue::LongString("s".into()),
-            ])),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::Boolean(true), AMQPValue::LongString("s".into())])),
         );
 
         let mut ours = BytesMut::from(&b"prefix"[..]);

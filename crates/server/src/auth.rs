@@ -23,12 +23,7 @@ pub enum AuthError {
 
 impl Users {
     pub fn new(users: &[UserConfig]) -> Self {
-        Users {
-            by_name: users
-                .iter()
-                .map(|u| (u.name.clone(), u.password.clone()))
-                .collect(),
-        }
+        Users { by_name: users.iter().map(|u| (u.name.clone(), u.password.clone())).collect() }
     }
 
     /// Checks a start-ok response; returns the user name.
@@ -66,9 +61,8 @@ fn parse_amqplain(r: &[u8]) -> Result<(String, String), AuthError> {
     let mut framed = Vec::with_capacity(r.len() + 4);
     framed.extend_from_slice(&(r.len() as u32).to_be_bytes());
     framed.extend_from_slice(r);
-    let (_, table): (_, FieldTable) =
-        amq_protocol::types::parsing::parse_field_table(framed.as_slice())
-            .map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
+    let (_, table): (_, FieldTable) = amq_protocol::types::parsing::parse_field_table(framed.as_slice())
+        .map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
     let get = |k: &str| match table.inner().get(k) {
         Some(AMQPValue::LongString(s)) => Ok(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Some(AMQPValue::ShortString(s)) => Ok(s.to_string()),
@@ -82,27 +76,14 @@ mod tests {
     use super::*;
 
     fn users() -> Users {
-        Users::new(&[UserConfig {
-            name: "guest".into(),
-            password: "guest".into(),
-            tags: vec![],
-        }])
+        Users::new(&[UserConfig { name: "guest".into(), password: "guest".into(), tags: vec![] }])
     }
 
     #[test]
     fn plain() {
-        assert_eq!(
-            users().authenticate("PLAIN", b"\0guest\0guest"),
-            Ok("guest".into())
-        );
-        assert_eq!(
-            users().authenticate("PLAIN", b"\0guest\0nope"),
-            Err(AuthError::Refused("guest".into()))
-        );
-        assert_eq!(
-            users().authenticate("PLAIN", b"guest"),
-            Err(AuthError::Malformed("PLAIN"))
-        );
+        assert_eq!(users().authenticate("PLAIN", b"\0guest\0guest"), Ok("guest".into()));
+        assert_eq!(users().authenticate("PLAIN", b"\0guest\0nope"), Err(AuthError::Refused("guest".into())));
+        assert_eq!(users().authenticate("PLAIN", b"guest"), Err(AuthError::Malformed("PLAIN")));
     }
 
     #[test]
@@ -117,9 +98,6 @@ mod tests {
             buf.extend_from_slice(v.as_bytes());
         }
         assert_eq!(users().authenticate("AMQPLAIN", &buf), Ok("guest".into()));
-        assert!(matches!(
-            users().authenticate("EXTERNAL", b""),
-            Err(AuthError::UnknownMechanism(_))
-        ));
+        assert!(matches!(users().authenticate("EXTERNAL", b""), Err(AuthError::UnknownMechanism(_))));
     }
 }

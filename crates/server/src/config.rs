@@ -10,15 +10,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: PathBuf, source: toml::de::Error },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
@@ -61,15 +55,18 @@ pub struct Config {
     /// A queue that has consumers and more ready messages than this makes its publishers
     /// pause reading (TCP back-pressure) until it drains below half of it.
     pub queue_flow_threshold: usize,
+    /// Bytes of ready messages one queue keeps in memory; the rest is paged to disk.
+    pub queue_memory_window: usize,
+    /// Bytes of ready messages all queues together keep in memory before paging.
+    pub memory_limit: usize,
+    /// Bytes of the store's page cache (sled).
+    pub store_cache: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            amqp_listen: vec![
-                "0.0.0.0:5672".parse().unwrap(),
-                "[::]:5672".parse().unwrap(),
-            ],
+            amqp_listen: vec!["0.0.0.0:5672".parse().unwrap(), "[::]:5672".parse().unwrap()],
             mgmt_listen: "0.0.0.0:15672".parse().unwrap(),
             data_dir: PathBuf::from("./data"),
             vhosts: vec!["/".into()],
@@ -84,41 +81,46 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             max_outbound_buffer: 4 * 1024 * 1024,
             queue_flow_threshold: 50_000,
+            queue_memory_window: 16 * 1024 * 1024,
+            memory_limit: 256 * 1024 * 1024,
+            store_cache: 64 * 1024 * 1024,
         }
     }
 }
 
 impl Config {
-    /// Defaults for in-process tests: loopback only, an ephemeral port.
+    /// Defaults for in-process tests: loopback only, an ephemeral port, a fresh data
+    /// directory under the system temp dir (the caller removes it).
     pub fn for_tests() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "warren-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         Config {
             amqp_listen: vec!["127.0.0.1:0".parse().unwrap()],
             mgmt_listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir,
+            store_cache: 8 * 1024 * 1024,
             ..Config::default()
         }
     }
 
     /// Reads `path`. Keys not in the file keep their defaults; unknown keys are an error.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.into(),
-                source,
-            },
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
             other => other,
         })
     }
 
     /// Parses TOML text and checks it.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::new(), source })?;
         config.validate()?;
         Ok(config)
     }
@@ -126,25 +128,17 @@ impl Config {
     /// Rejects values the broker cannot run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.amqp_listen.is_empty() {
-            return Err(ConfigError::Invalid(
-                "amqp_listen needs at least one address".into(),
-            ));
+            return Err(ConfigError::Invalid("amqp_listen needs at least one address".into()));
         }
         // 4096 is the spec's frame_min_size; smaller cannot carry a connection.start.
         if self.frame_max < 4096 {
-            return Err(ConfigError::Invalid(
-                "frame_max must be at least 4096".into(),
-            ));
+            return Err(ConfigError::Invalid("frame_max must be at least 4096".into()));
         }
         if self.channel_max == 0 {
-            return Err(ConfigError::Invalid(
-                "channel_max must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("channel_max must be at least 1".into()));
         }
         if self.vhosts.is_empty() {
-            return Err(ConfigError::Invalid(
-                "vhosts needs at least one virtual host".into(),
-            ));
+            return Err(ConfigError::Invalid("vhosts needs at least one virtual host".into()));
         }
         if self.users.is_empty() {
             return Err(ConfigError::Invalid("users needs at least one user".into()));
@@ -170,17 +164,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        assert!(matches!(
-            Config::from_toml("no_such_key = 1"),
-            Err(ConfigError::Parse { .. })
-        ));
-        assert!(matches!(
-            Config::from_toml("frame_max = 10"),
-            Err(ConfigError::Invalid(_))
-        ));
-        assert!(matches!(
-            Config::from_toml("heartbeat = \"x\""),
-            Err(ConfigError::Parse { .. })
-        ));
+        assert!(matches!(Config::from_toml("no_such_key = 1"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(Config::from_toml("frame_max = 10"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Config::from_toml("heartbeat = \"x\""), Err(ConfigError::Parse { .. })));
     }
 }

@@ -17,15 +17,23 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
-use warren_broker::{Broker, BrokerError, BrokerSettings, InMemoryOnly};
+use warren_broker::{Broker, BrokerError, BrokerSettings, MetaChange, MetadataLog};
+
+/// The store as the broker's metadata log (a newtype: the broker owns its log by value).
+struct StoreLog(Arc<warren_store::Store>);
+
+impl MetadataLog for StoreLog {
+    fn record(&self, change: &MetaChange) -> Result<(), BrokerError> {
+        self.0.record(change)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] warren_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot set up vhost: {0}")]
     Broker(#[from] BrokerError),
 }
@@ -42,15 +50,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let broker = Arc::new(Broker::new(
-            BrokerSettings {
-                queue_flow_threshold: config.queue_flow_threshold,
-            },
-            Box::new(InMemoryOnly),
-        ));
+        let started = std::time::Instant::now();
+        let store = warren_store::Store::open(&config.data_dir, config.store_cache)?;
+        let recovered = warren_store::recover(&store)?;
+        let (queues, messages) = (recovered.queues.len(), recovered.queues.iter().map(|(_, s)| s.count).sum::<usize>());
+        let settings = BrokerSettings {
+            queue_flow_threshold: config.queue_flow_threshold,
+            queue_memory_window: config.queue_memory_window,
+            memory_limit: config.memory_limit,
+        };
+        let message_store: Arc<dyn warren_broker::MessageStore> = store.clone();
+        let broker = Arc::new(Broker::new(settings, Box::new(StoreLog(store)), Some(message_store.clone())));
+        broker.restore(recovered)?;
         for v in &config.vhosts {
             broker.add_vhost(v)?;
         }
+        tracing::info!(data_dir = %config.data_dir.display(), queues, messages,
+            ms = started.elapsed().as_millis() as u64, "recovered durable state");
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for &addr in &config.amqp_listen {
@@ -74,17 +90,18 @@ impl Server {
         Ok(Server {
             listeners,
             addrs,
-            shared: Shared {
-                config: Arc::new(config),
-                users,
-                broker,
-            },
+            shared: Shared { config: Arc::new(config), users, broker, broker_store: Some(message_store) },
         })
     }
 
     /// The bound AMQP addresses (with real ports when the config asked for port 0).
     pub fn amqp_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
     }
 
     /// The routing engine (for in-process tools and tests).
@@ -98,12 +115,7 @@ impl Server {
         let mut accepts = JoinSet::new();
         for l in self.listeners {
             let stopped = stop_tx.subscribe();
-            accepts.spawn(accept_loop(
-                l,
-                self.shared.clone(),
-                stop_tx.clone(),
-                stopped,
-            ));
+            accepts.spawn(accept_loop(l, self.shared.clone(), stop_tx.clone(), stopped));
         }
         for a in &self.addrs {
             tracing::info!(addr = %a, "AMQP listener started");

@@ -42,10 +42,7 @@ impl Bindings {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers,
         };
-        Bindings {
-            list: Vec::new(),
-            index,
-        }
+        Bindings { list: Vec::new(), index }
     }
 
     pub fn list(&self) -> &[Binding] {
@@ -58,11 +55,7 @@ impl Bindings {
 
     /// Adds a binding; binding twice is a no-op, as in RabbitMQ.
     pub fn add(&mut self, b: Binding) {
-        if self
-            .list
-            .iter()
-            .any(|x| x.same(&b.dest, &b.routing_key, &b.arguments))
-        {
+        if self.list.iter().any(|x| x.same(&b.dest, &b.routing_key, &b.arguments)) {
             return;
         }
         match &mut self.index {
@@ -87,11 +80,7 @@ impl Bindings {
 
     /// Removes one binding; returns whether it existed.
     pub fn remove(&mut self, dest: &Dest, routing_key: &str, arguments: &FieldTable) -> bool {
-        let Some(i) = self
-            .list
-            .iter()
-            .position(|x| x.same(dest, routing_key, arguments))
-        else {
+        let Some(i) = self.list.iter().position(|x| x.same(dest, routing_key, arguments)) else {
             return false;
         };
         self.list.remove(i);
@@ -102,12 +91,7 @@ impl Bindings {
     /// Removes every binding to `dest`; returns how many went.
     pub fn remove_dest(&mut self, dest: &Dest) -> usize {
         let before = self.list.len();
-        let keys: Vec<String> = self
-            .list
-            .iter()
-            .filter(|b| b.dest == *dest)
-            .map(|b| b.routing_key.clone())
-            .collect();
+        let keys: Vec<String> = self.list.iter().filter(|b| b.dest == *dest).map(|b| b.routing_key.clone()).collect();
         self.list.retain(|b| b.dest != *dest);
         for k in keys {
             self.reindex_one(dest, &k);
@@ -119,10 +103,7 @@ impl Bindings {
     /// binding (same key, other arguments) still puts it there.
     fn reindex_one(&mut self, dest: &Dest, routing_key: &str) {
         let still_fanout = self.list.iter().any(|x| x.dest == *dest);
-        let still_keyed = self
-            .list
-            .iter()
-            .any(|x| x.dest == *dest && x.routing_key == routing_key);
+        let still_keyed = self.list.iter().any(|x| x.dest == *dest && x.routing_key == routing_key);
         match &mut self.index {
             Index::Direct(map) => {
                 if !still_keyed {

@@ -134,9 +134,7 @@ fn term_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
     match (a, b) {
         (AMQPValue::Boolean(x), AMQPValue::Boolean(y)) => x == y,
         (AMQPValue::Void, AMQPValue::Void) => true,
-        (AMQPValue::DecimalValue(x), AMQPValue::DecimalValue(y)) => {
-            x.scale == y.scale && x.value == y.value
-        }
+        (AMQPValue::DecimalValue(x), AMQPValue::DecimalValue(y)) => x.scale == y.scale && x.value == y.value,
         (AMQPValue::FieldArray(x), AMQPValue::FieldArray(y)) => {
             let (x, y) = (x.as_slice(), y.as_slice());
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| typed_eq(p, q))
@@ -146,14 +144,10 @@ fn term_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
             // differ only in wire order compare equal here, where RabbitMQ (which compares
             // the lists as sent) would say unequal.
             let (x, y) = (x.inner(), y.inner());
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((kx, vx), (ky, vy))| kx == ky && typed_eq(vx, vy))
+            x.len() == y.len() && x.iter().zip(y).all(|((kx, vx), (ky, vy))| kx == ky && typed_eq(vx, vy))
         }
         // Both decode to the empty list.
-        (AMQPValue::FieldArray(x), AMQPValue::FieldTable(y))
-        | (AMQPValue::FieldTable(y), AMQPValue::FieldArray(x)) => {
+        (AMQPValue::FieldArray(x), AMQPValue::FieldTable(y)) | (AMQPValue::FieldTable(y), AMQPValue::FieldArray(x)) => {
             x.as_slice().is_empty() && y.inner().is_empty()
         }
         _ => false,
@@ -203,18 +197,13 @@ pub fn validate_binding_args(binding_args: &FieldTable) -> Result<(), String> {
             other => {
                 let mut v = String::new();
                 erl_binary(&mut v, other);
-                Err(format!(
-                    "Invalid x-match field value {v}; expected all, any, all-with-x, or any-with-x"
-                ))
+                Err(format!("Invalid x-match field value {v}; expected all, any, all-with-x, or any-with-x"))
             }
         },
         Some(other) => {
             let mut v = String::new();
             erl_term(&mut v, other);
-            Err(format!(
-                "Invalid x-match field type {} (value {v}); expected longstr",
-                type_name(other)
-            ))
+            Err(format!("Invalid x-match field type {} (value {v}); expected longstr", type_name(other)))
         }
     }
 }
@@ -324,21 +313,14 @@ fn erl_float(out: &mut String, f: f64) {
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let n = digits.len() as i32;
 
-    let scientific = if n == 1 {
-        format!("{digits}.0e{exp}")
-    } else {
-        format!("{}.{}e{exp}", &digits[..1], &digits[1..])
-    };
+    let scientific =
+        if n == 1 { format!("{digits}.0e{exp}") } else { format!("{}.{}e{exp}", &digits[..1], &digits[1..]) };
     let plain = if exp < 0 {
         format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
     } else if exp >= n - 1 {
         format!("{digits}{}.0", "0".repeat((exp - n + 1) as usize))
     } else {
-        format!(
-            "{}.{}",
-            &digits[..=exp as usize],
-            &digits[exp as usize + 1..]
-        )
+        format!("{}.{}", &digits[..=exp as usize], &digits[exp as usize + 1..])
     };
     if a < 9007199254740992.0 && plain.len() <= scientific.len() {
         out.push_str(&plain);
@@ -379,30 +361,10 @@ mod tests {
     fn live_cases() -> Vec<(&'static str, FieldTable, Option<FieldTable>, bool)> {
         vec![
             ("no args, no headers", table(&[]), None, true),
-            (
-                "all, no keys, no headers",
-                table(&[("x-match", s("all"))]),
-                None,
-                true,
-            ),
-            (
-                "any, no keys, no headers",
-                table(&[("x-match", s("any"))]),
-                None,
-                false,
-            ),
-            (
-                "any, no keys, some headers",
-                table(&[("x-match", s("any"))]),
-                Some(table(&[("a", s("1"))])),
-                false,
-            ),
-            (
-                "all-with-x, no keys, no headers",
-                table(&[("x-match", s("all-with-x"))]),
-                None,
-                true,
-            ),
+            ("all, no keys, no headers", table(&[("x-match", s("all"))]), None, true),
+            ("any, no keys, no headers", table(&[("x-match", s("any"))]), None, false),
+            ("any, no keys, some headers", table(&[("x-match", s("any"))]), Some(table(&[("a", s("1"))])), false),
+            ("all-with-x, no keys, no headers", table(&[("x-match", s("all-with-x"))]), None, true),
             (
                 "any-with-x: x-match is never a key",
                 table(&[("x-match", s("any-with-x"))]),
@@ -415,142 +377,46 @@ mod tests {
                 Some(table(&[("x-match", s("zzz"))])),
                 true,
             ),
-            (
-                "S = S",
-                table(&[("a", s("1"))]),
-                Some(table(&[("a", s("1"))])),
-                true,
-            ),
-            (
-                "I 1 = l 1",
-                table(&[("a", V::LongInt(1))]),
-                Some(table(&[("a", V::LongLongInt(1))])),
-                true,
-            ),
-            (
-                "I 1 = d 1.0",
-                table(&[("a", V::LongInt(1))]),
-                Some(table(&[("a", V::Double(1.0))])),
-                true,
-            ),
-            (
-                "f 0.1 != d 0.1",
-                table(&[("a", V::Float(0.1))]),
-                Some(table(&[("a", V::Double(0.1))])),
-                false,
-            ),
-            (
-                "f 0.5 = d 0.5",
-                table(&[("a", V::Float(0.5))]),
-                Some(table(&[("a", V::Double(0.5))])),
-                true,
-            ),
-            (
-                "I 1 = T 1",
-                table(&[("a", V::LongInt(1))]),
-                Some(table(&[("a", V::Timestamp(1))])),
-                true,
-            ),
-            (
-                "I 1 != S \"1\"",
-                table(&[("a", V::LongInt(1))]),
-                Some(table(&[("a", s("1"))])),
-                false,
-            ),
+            ("S = S", table(&[("a", s("1"))]), Some(table(&[("a", s("1"))])), true),
+            ("I 1 = l 1", table(&[("a", V::LongInt(1))]), Some(table(&[("a", V::LongLongInt(1))])), true),
+            ("I 1 = d 1.0", table(&[("a", V::LongInt(1))]), Some(table(&[("a", V::Double(1.0))])), true),
+            ("f 0.1 != d 0.1", table(&[("a", V::Float(0.1))]), Some(table(&[("a", V::Double(0.1))])), false),
+            ("f 0.5 = d 0.5", table(&[("a", V::Float(0.5))]), Some(table(&[("a", V::Double(0.5))])), true),
+            ("I 1 = T 1", table(&[("a", V::LongInt(1))]), Some(table(&[("a", V::Timestamp(1))])), true),
+            ("I 1 != S \"1\"", table(&[("a", V::LongInt(1))]), Some(table(&[("a", s("1"))])), false),
             (
                 "S = x (both binaries)",
                 table(&[("a", s("ab"))]),
                 Some(table(&[("a", V::ByteArray(b"ab".to_vec().into()))])),
                 true,
             ),
-            (
-                "t true != I 1",
-                table(&[("a", V::Boolean(true))]),
-                Some(table(&[("a", V::LongInt(1))])),
-                false,
-            ),
-            (
-                "t true = t true",
-                table(&[("a", V::Boolean(true))]),
-                Some(table(&[("a", V::Boolean(true))])),
-                true,
-            ),
-            (
-                "b -1 = s -1",
-                table(&[("a", V::ShortShortInt(-1))]),
-                Some(table(&[("a", V::ShortInt(-1))])),
-                true,
-            ),
-            (
-                "B 255 = u 255",
-                table(&[("a", V::ShortShortUInt(255))]),
-                Some(table(&[("a", V::ShortUInt(255))])),
-                true,
-            ),
+            ("t true != I 1", table(&[("a", V::Boolean(true))]), Some(table(&[("a", V::LongInt(1))])), false),
+            ("t true = t true", table(&[("a", V::Boolean(true))]), Some(table(&[("a", V::Boolean(true))])), true),
+            ("b -1 = s -1", table(&[("a", V::ShortShortInt(-1))]), Some(table(&[("a", V::ShortInt(-1))])), true),
+            ("B 255 = u 255", table(&[("a", V::ShortShortUInt(255))]), Some(table(&[("a", V::ShortUInt(255))])), true),
             (
                 "i u32::MAX = l u32::MAX",
                 table(&[("a", V::LongUInt(u32::MAX))]),
                 Some(table(&[("a", V::LongLongInt(u32::MAX.into()))])),
                 true,
             ),
-            (
-                "D(1,10) != D(2,100)",
-                table(&[("a", dec(1, 10))]),
-                Some(table(&[("a", dec(2, 100))])),
-                false,
-            ),
-            (
-                "D(1,10) = D(1,10)",
-                table(&[("a", dec(1, 10))]),
-                Some(table(&[("a", dec(1, 10))])),
-                true,
-            ),
-            (
-                "D(0,1) != I 1",
-                table(&[("a", dec(0, 1))]),
-                Some(table(&[("a", V::LongInt(1))])),
-                false,
-            ),
-            (
-                "void binding: any value",
-                table(&[("a", V::Void)]),
-                Some(table(&[("a", s("x"))])),
-                true,
-            ),
-            (
-                "void binding: key absent",
-                table(&[("a", V::Void)]),
-                Some(table(&[("b", s("x"))])),
-                false,
-            ),
-            (
-                "void binding: void header",
-                table(&[("a", V::Void)]),
-                Some(table(&[("a", V::Void)])),
-                true,
-            ),
-            (
-                "S binding vs void header",
-                table(&[("a", s("x"))]),
-                Some(table(&[("a", V::Void)])),
-                false,
-            ),
+            ("D(1,10) != D(2,100)", table(&[("a", dec(1, 10))]), Some(table(&[("a", dec(2, 100))])), false),
+            ("D(1,10) = D(1,10)", table(&[("a", dec(1, 10))]), Some(table(&[("a", dec(1, 10))])), true),
+            ("D(0,1) != I 1", table(&[("a", dec(0, 1))]), Some(table(&[("a", V::LongInt(1))])), false),
+            ("void binding: any value", table(&[("a", V::Void)]), Some(table(&[("a", s("x"))])), true),
+            ("void binding: key absent", table(&[("a", V::Void)]), Some(table(&[("b", s("x"))])), false),
+            ("void binding: void header", table(&[("a", V::Void)]), Some(table(&[("a", V::Void)])), true),
+            ("S binding vs void header", table(&[("a", s("x"))]), Some(table(&[("a", V::Void)])), false),
             (
                 "nested F{k: I 1} != F{k: l 1}",
                 table(&[("a", V::FieldTable(table(&[("k", V::LongInt(1))])))]),
-                Some(table(&[(
-                    "a",
-                    V::FieldTable(table(&[("k", V::LongLongInt(1))])),
-                )])),
+                Some(table(&[("a", V::FieldTable(table(&[("k", V::LongLongInt(1))])))])),
                 false,
             ),
             (
                 "nested F{k: I 1} = F{k: I 1}",
                 table(&[("a", V::FieldTable(table(&[("k", V::LongInt(1))])))]),
-                Some(table(&[(
-                    "a",
-                    V::FieldTable(table(&[("k", V::LongInt(1))])),
-                )])),
+                Some(table(&[("a", V::FieldTable(table(&[("k", V::LongInt(1))])))])),
                 true,
             ),
             (
@@ -571,30 +437,15 @@ mod tests {
                 Some(table(&[("a", V::FieldTable(table(&[])))])),
                 true,
             ),
-            (
-                "all: one key missing",
-                table(&[("a", s("1")), ("b", s("2"))]),
-                Some(table(&[("a", s("1"))])),
-                false,
-            ),
+            ("all: one key missing", table(&[("a", s("1")), ("b", s("2"))]), Some(table(&[("a", s("1"))])), false),
             (
                 "any: one key present",
                 table(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))]),
                 Some(table(&[("a", s("1"))])),
                 true,
             ),
-            (
-                "any: no headers",
-                table(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))]),
-                None,
-                false,
-            ),
-            (
-                "all: x- binding key ignored",
-                table(&[("x-foo", s("1"))]),
-                None,
-                true,
-            ),
+            ("any: no headers", table(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))]), None, false),
+            ("all: x- binding key ignored", table(&[("x-foo", s("1"))]), None, true),
             (
                 "any: x- keys do not count",
                 table(&[("x-match", s("any")), ("x-foo", s("1"))]),
@@ -609,21 +460,13 @@ mod tests {
             ),
             (
                 "all-with-x: x- key required",
-                table(&[
-                    ("x-match", s("all-with-x")),
-                    ("x-foo", s("1")),
-                    ("a", s("1")),
-                ]),
+                table(&[("x-match", s("all-with-x")), ("x-foo", s("1")), ("a", s("1"))]),
                 Some(table(&[("a", s("1"))])),
                 false,
             ),
             (
                 "all-with-x: all present",
-                table(&[
-                    ("x-match", s("all-with-x")),
-                    ("x-foo", s("1")),
-                    ("a", s("1")),
-                ]),
+                table(&[("x-match", s("all-with-x")), ("x-foo", s("1")), ("a", s("1"))]),
                 Some(table(&[("a", s("1")), ("x-foo", s("1"))])),
                 true,
             ),
@@ -633,30 +476,15 @@ mod tests {
                 Some(table(&[("a", s("1"))])),
                 true,
             ),
-            (
-                "all: `X-` prefix is case-sensitive",
-                table(&[("X-foo", s("1"))]),
-                None,
-                false,
-            ),
-            (
-                "d -0.0 = d 0.0",
-                table(&[("a", V::Double(-0.0))]),
-                Some(table(&[("a", V::Double(0.0))])),
-                true,
-            ),
+            ("all: `X-` prefix is case-sensitive", table(&[("X-foo", s("1"))]), None, false),
+            ("d -0.0 = d 0.0", table(&[("a", V::Double(-0.0))]), Some(table(&[("a", V::Double(0.0))])), true),
             (
                 "l 2^53+1 != d 2^53 (exact)",
                 table(&[("a", V::LongLongInt((1 << 53) + 1))]),
                 Some(table(&[("a", V::Double(9007199254740992.0))])),
                 false,
             ),
-            (
-                "I 1 != F{}",
-                table(&[("a", V::LongInt(1))]),
-                Some(table(&[("a", V::FieldTable(table(&[])))])),
-                false,
-            ),
+            ("I 1 != F{}", table(&[("a", V::LongInt(1))]), Some(table(&[("a", V::FieldTable(table(&[])))])), false),
             (
                 "F{} = F{}",
                 table(&[("a", V::FieldTable(table(&[])))]),
@@ -666,10 +494,7 @@ mod tests {
             (
                 "nested F{k: f 0.5} != F{k: d 0.5}",
                 table(&[("a", V::FieldTable(table(&[("k", V::Float(0.5))])))]),
-                Some(table(&[(
-                    "a",
-                    V::FieldTable(table(&[("k", V::Double(0.5))])),
-                )])),
+                Some(table(&[("a", V::FieldTable(table(&[("k", V::Double(0.5))])))])),
                 false,
             ),
             (
@@ -684,24 +509,14 @@ mod tests {
                 Some(table(&[("a", arr(&[V::ByteArray(b"x".to_vec().into())]))])),
                 false,
             ),
-            (
-                "A[V] = A[V]",
-                table(&[("a", arr(&[V::Void]))]),
-                Some(table(&[("a", arr(&[V::Void]))])),
-                true,
-            ),
+            ("A[V] = A[V]", table(&[("a", arr(&[V::Void]))]), Some(table(&[("a", arr(&[V::Void]))])), true),
             (
                 "any: void binding, void header",
                 table(&[("x-match", s("any")), ("a", V::Void)]),
                 Some(table(&[("a", V::Void)])),
                 true,
             ),
-            (
-                "all: only x- keys, no headers",
-                table(&[("x-match", s("all")), ("x-foo", s("1"))]),
-                None,
-                true,
-            ),
+            ("all: only x- keys, no headers", table(&[("x-match", s("all")), ("x-foo", s("1"))]), None, true),
         ]
     }
 
@@ -714,37 +529,15 @@ mod tests {
 
     #[test]
     fn any_and_all_with_several_keys() {
-        let args = table(&[
-            ("x-match", s("any")),
-            ("a", s("1")),
-            ("b", V::LongInt(2)),
-            ("c", V::Void),
-        ]);
-        assert!(headers_match(
-            &args,
-            Some(&table(&[("b", V::LongLongInt(2))]))
-        ));
-        assert!(headers_match(
-            &args,
-            Some(&table(&[("c", V::Boolean(false))]))
-        ));
-        assert!(!headers_match(
-            &args,
-            Some(&table(&[("a", s("2")), ("b", V::LongInt(3))]))
-        ));
+        let args = table(&[("x-match", s("any")), ("a", s("1")), ("b", V::LongInt(2)), ("c", V::Void)]);
+        assert!(headers_match(&args, Some(&table(&[("b", V::LongLongInt(2))]))));
+        assert!(headers_match(&args, Some(&table(&[("c", V::Boolean(false))]))));
+        assert!(!headers_match(&args, Some(&table(&[("a", s("2")), ("b", V::LongInt(3))]))));
         assert!(!headers_match(&args, Some(&table(&[]))));
 
         let args = table(&[("a", s("1")), ("b", V::LongInt(2)), ("c", V::Void)]);
-        let full = table(&[
-            ("a", s("1")),
-            ("b", V::Double(2.0)),
-            ("c", s("")),
-            ("extra", s("z")),
-        ]);
-        assert!(
-            headers_match(&args, Some(&full)),
-            "extra headers do not matter"
-        );
+        let full = table(&[("a", s("1")), ("b", V::Double(2.0)), ("c", s("")), ("extra", s("z"))]);
+        assert!(headers_match(&args, Some(&full)), "extra headers do not matter");
         let wrong = table(&[("a", s("1")), ("b", V::LongInt(3)), ("c", s(""))]);
         assert!(!headers_match(&args, Some(&wrong)));
         assert!(!headers_match(&args, None));
@@ -755,15 +548,9 @@ mod tests {
         let hdrs = table(&[("x-death-reason", s("expired")), ("a", s("1"))]);
         let plain = table(&[("x-match", s("any")), ("x-death-reason", s("expired"))]);
         assert!(!headers_match(&plain, Some(&hdrs)));
-        let with_x = table(&[
-            ("x-match", s("any-with-x")),
-            ("x-death-reason", s("expired")),
-        ]);
+        let with_x = table(&[("x-match", s("any-with-x")), ("x-death-reason", s("expired"))]);
         assert!(headers_match(&with_x, Some(&hdrs)));
-        let with_x_wrong = table(&[
-            ("x-match", s("any-with-x")),
-            ("x-death-reason", s("rejected")),
-        ]);
+        let with_x_wrong = table(&[("x-match", s("any-with-x")), ("x-death-reason", s("rejected"))]);
         assert!(!headers_match(&with_x_wrong, Some(&hdrs)));
     }
 
@@ -773,10 +560,7 @@ mod tests {
     fn unknown_x_match_routes_as_all() {
         let args = table(&[("x-match", s("ANY")), ("a", s("1")), ("b", s("2"))]);
         assert!(!headers_match(&args, Some(&table(&[("a", s("1"))]))));
-        assert!(headers_match(
-            &args,
-            Some(&table(&[("a", s("1")), ("b", s("2"))]))
-        ));
+        assert!(headers_match(&args, Some(&table(&[("a", s("1")), ("b", s("2"))]))));
         let args = table(&[("x-match", V::LongInt(1)), ("a", s("1"))]);
         assert!(headers_match(&args, Some(&table(&[("a", s("1"))]))));
     }
@@ -784,28 +568,17 @@ mod tests {
     #[test]
     fn validation_accepts_the_four_modes_and_absence() {
         assert_eq!(validate_binding_args(&table(&[])), Ok(()));
-        assert_eq!(
-            validate_binding_args(&table(&[("foo", V::LongInt(1))])),
-            Ok(())
-        );
+        assert_eq!(validate_binding_args(&table(&[("foo", V::LongInt(1))])), Ok(()));
         for m in ["all", "any", "all-with-x", "any-with-x"] {
-            assert_eq!(
-                validate_binding_args(&table(&[("x-match", s(m))])),
-                Ok(()),
-                "{m}"
-            );
+            assert_eq!(validate_binding_args(&table(&[("x-match", s(m))])), Ok(()), "{m}");
         }
     }
 
     /// Error texts as RabbitMQ 3.10.8 sent them (after `PRECONDITION_FAILED - `), captured live.
     #[test]
     fn validation_errors_match_rabbitmq_texts() {
-        let value = |v: &str| {
-            format!("Invalid x-match field value {v}; expected all, any, all-with-x, or any-with-x")
-        };
-        let typ = |t: &str, v: &str| {
-            format!("Invalid x-match field type {t} (value {v}); expected longstr")
-        };
+        let value = |v: &str| format!("Invalid x-match field value {v}; expected all, any, all-with-x, or any-with-x");
+        let typ = |t: &str, v: &str| format!("Invalid x-match field type {t} (value {v}); expected longstr");
         let cases: Vec<(AMQPValue, String)> = vec![
             (s("ALL"), value(r#"<<"ALL">>"#)),
             (s("foo"), value(r#"<<"foo">>"#)),
@@ -818,14 +591,8 @@ mod tests {
             (s("\u{1b}\u{7f}"), value("<<27,127>>")),
             (s(""), value("<<>>")),
             (V::LongInt(1), typ("signedint", "1")),
-            (
-                V::ByteArray(b"all".to_vec().into()),
-                typ("binary", r#"<<"all">>"#),
-            ),
-            (
-                V::ByteArray(vec![0, 255].into()),
-                typ("binary", "<<0,255>>"),
-            ),
+            (V::ByteArray(b"all".to_vec().into()), typ("binary", r#"<<"all">>"#)),
+            (V::ByteArray(vec![0, 255].into()), typ("binary", "<<0,255>>")),
             (V::Boolean(true), typ("bool", "true")),
             (V::Void, typ("void", "undefined")),
             (dec(1, 10), typ("decimal", "{1,10}")),
@@ -836,19 +603,12 @@ mod tests {
             (V::ShortInt(2), typ("short", "2")),
             (V::ShortUInt(3), typ("unsignedshort", "3")),
             (V::LongUInt(4), typ("unsignedint", "4")),
-            (
-                arr(&[V::LongInt(1), s("x")]),
-                typ("array", r#"[{signedint,1},{longstr,<<"x">>}]"#),
-            ),
+            (arr(&[V::LongInt(1), s("x")]), typ("array", r#"[{signedint,1},{longstr,<<"x">>}]"#)),
             (arr(&[]), typ("array", "[]")),
             (V::Float(0.1), typ("float", "0.10000000149011612")),
         ];
         for (v, want) in cases {
-            assert_eq!(
-                validate_binding_args(&table(&[("x-match", v.clone())])),
-                Err(want),
-                "{v:?}"
-            );
+            assert_eq!(validate_binding_args(&table(&[("x-match", v.clone())])), Err(want), "{v:?}");
         }
     }
 
@@ -886,8 +646,7 @@ mod tests {
         ];
         for &(f, want) in cases {
             let got = validate_binding_args(&table(&[("x-match", V::Double(f))]));
-            let want =
-                format!("Invalid x-match field type double (value {want}); expected longstr");
+            let want = format!("Invalid x-match field type double (value {want}); expected longstr");
             assert_eq!(got, Err(want), "{f:e}");
         }
     }

@@ -86,12 +86,7 @@ impl Exchange {
 
     /// Appends to `out` every queue this message reaches through this exchange and the
     /// exchanges bound to it. `out` may hold duplicates; [`route`] removes them.
-    fn collect(
-        self: &Arc<Self>,
-        msg: &Message,
-        out: &mut Vec<QueueHandle>,
-        seen: &mut Vec<*const Exchange>,
-    ) {
+    fn collect(self: &Arc<Self>, msg: &Message, out: &mut Vec<QueueHandle>, seen: &mut Vec<*const Exchange>) {
         if seen.len() >= MAX_ROUTE_DEPTH || seen.contains(&Arc::as_ptr(self)) {
             return;
         }

@@ -143,10 +143,7 @@ impl<D: Clone + Eq + Hash> TopicTrie<D> {
     }
 
     fn alloc_node(&mut self, is_hash: bool) -> NodeId {
-        let node = Node {
-            is_hash,
-            ..Node::default()
-        };
+        let node = Node { is_hash, ..Node::default() };
         if let Some(id) = self.free_nodes.pop() {
             self.nodes[id as usize] = node;
             id
@@ -185,10 +182,7 @@ impl<D: Clone + Eq + Hash> TopicTrie<D> {
         if let Some(&id) = self.dest_ids.get(&dest) {
             return id;
         }
-        let slot = Some(DestSlot {
-            dest: dest.clone(),
-            patterns: 0,
-        });
+        let slot = Some(DestSlot { dest: dest.clone(), patterns: 0 });
         let id = if let Some(id) = self.free_dests.pop() {
             self.dests[id as usize] = slot;
             id
@@ -242,9 +236,7 @@ impl<D: Clone + Eq + Hash> TopicTrie<D> {
         n.dests.swap_remove(pos);
         self.len -= 1;
 
-        let slot = self.dests[id as usize]
-            .as_mut()
-            .expect("interned destination has a slot");
+        let slot = self.dests[id as usize].as_mut().expect("interned destination has a slot");
         slot.patterns -= 1;
         if slot.patterns == 0 {
             self.dests[id as usize] = None;
@@ -471,56 +463,18 @@ mod tests {
     fn rabbitmq_routing_suite_vectors() {
         let mut t = rabbit_suite_trie();
         let before: &[(&str, &[&str])] = &[
-            (
-                "a.b.c",
-                &[
-                    "t1", "t2", "t5", "t6", "t10", "t11", "t12", "t18", "t20", "t21", "t22", "t23",
-                    "t24", "t26",
-                ],
-            ),
-            (
-                "a.b",
-                &[
-                    "t3", "t5", "t6", "t7", "t8", "t9", "t11", "t12", "t15", "t21", "t22", "t23",
-                    "t24", "t26",
-                ],
-            ),
-            (
-                "a.b.b",
-                &[
-                    "t3", "t5", "t6", "t7", "t11", "t12", "t14", "t18", "t21", "t22", "t23", "t24",
-                    "t26",
-                ],
-            ),
+            ("a.b.c", &["t1", "t2", "t5", "t6", "t10", "t11", "t12", "t18", "t20", "t21", "t22", "t23", "t24", "t26"]),
+            ("a.b", &["t3", "t5", "t6", "t7", "t8", "t9", "t11", "t12", "t15", "t21", "t22", "t23", "t24", "t26"]),
+            ("a.b.b", &["t3", "t5", "t6", "t7", "t11", "t12", "t14", "t18", "t21", "t22", "t23", "t24", "t26"]),
             ("", &["t5", "t6", "t17", "t24"]),
-            (
-                "b.c.c",
-                &["t5", "t6", "t18", "t21", "t22", "t23", "t24", "t26"],
-            ),
-            (
-                "a.a.a.a.a",
-                &["t5", "t6", "t11", "t12", "t21", "t22", "t23", "t24"],
-            ),
+            ("b.c.c", &["t5", "t6", "t18", "t21", "t22", "t23", "t24", "t26"]),
+            ("a.a.a.a.a", &["t5", "t6", "t11", "t12", "t21", "t22", "t23", "t24"]),
             ("vodka.gin", &["t5", "t6", "t8", "t21", "t22", "t23", "t24"]),
-            (
-                "vodka.martini",
-                &["t5", "t6", "t8", "t19", "t21", "t22", "t23", "t24"],
-            ),
-            (
-                "b.b.c",
-                &[
-                    "t5", "t6", "t10", "t13", "t18", "t21", "t22", "t23", "t24", "t26",
-                ],
-            ),
-            (
-                "nothing.here.at.all",
-                &["t5", "t6", "t21", "t22", "t23", "t24"],
-            ),
+            ("vodka.martini", &["t5", "t6", "t8", "t19", "t21", "t22", "t23", "t24"]),
+            ("b.b.c", &["t5", "t6", "t10", "t13", "t18", "t21", "t22", "t23", "t24", "t26"]),
+            ("nothing.here.at.all", &["t5", "t6", "t21", "t22", "t23", "t24"]),
             ("oneword", &["t5", "t6", "t21", "t22", "t23", "t24", "t25"]),
-            (
-                "args-test",
-                &["t5", "t6", "t21", "t22", "t23", "t24", "t25", "t27"],
-            ),
+            ("args-test", &["t5", "t6", "t21", "t22", "t23", "t24", "t25", "t27"]),
         ];
         for (key, want) in before {
             assert_eq!(matches(&t, key), sorted(want), "key {key:?}");
@@ -528,43 +482,19 @@ mod tests {
 
         // The suite removes bindings 1, 5, 11, 19, 21 and 28 (the second t27 variant, which
         // leaves t27 routed through the first one, so it stays in the trie here).
-        for (p, d) in [
-            ("a.b.c", "t1"),
-            ("#", "t5"),
-            ("a.#", "t11"),
-            ("vodka.martini", "t19"),
-            ("*.#", "t21"),
-        ] {
+        for (p, d) in [("a.b.c", "t1"), ("#", "t5"), ("a.#", "t11"), ("vodka.martini", "t19"), ("*.#", "t21")] {
             assert!(t.remove(p, &d.to_string()), "{p} -> {d}");
         }
         let after: &[(&str, &[&str])] = &[
-            (
-                "a.b.c",
-                &[
-                    "t2", "t6", "t10", "t12", "t18", "t20", "t22", "t23", "t24", "t26",
-                ],
-            ),
-            (
-                "a.b",
-                &[
-                    "t3", "t6", "t7", "t8", "t9", "t12", "t15", "t22", "t23", "t24", "t26",
-                ],
-            ),
-            (
-                "a.b.b",
-                &[
-                    "t3", "t6", "t7", "t12", "t14", "t18", "t22", "t23", "t24", "t26",
-                ],
-            ),
+            ("a.b.c", &["t2", "t6", "t10", "t12", "t18", "t20", "t22", "t23", "t24", "t26"]),
+            ("a.b", &["t3", "t6", "t7", "t8", "t9", "t12", "t15", "t22", "t23", "t24", "t26"]),
+            ("a.b.b", &["t3", "t6", "t7", "t12", "t14", "t18", "t22", "t23", "t24", "t26"]),
             ("", &["t6", "t17", "t24"]),
             ("b.c.c", &["t6", "t18", "t22", "t23", "t24", "t26"]),
             ("a.a.a.a.a", &["t6", "t12", "t22", "t23", "t24"]),
             ("vodka.gin", &["t6", "t8", "t22", "t23", "t24"]),
             ("vodka.martini", &["t6", "t8", "t22", "t23", "t24"]),
-            (
-                "b.b.c",
-                &["t6", "t10", "t13", "t18", "t22", "t23", "t24", "t26"],
-            ),
+            ("b.b.c", &["t6", "t10", "t13", "t18", "t22", "t23", "t24", "t26"]),
             ("nothing.here.at.all", &["t6", "t22", "t23", "t24"]),
             ("oneword", &["t6", "t22", "t23", "t24", "t25"]),
             ("args-test", &["t6", "t22", "t23", "t24", "t25", "t27"]),
@@ -618,11 +548,7 @@ mod tests {
             ("a.*", "a.#", true),
         ];
         for &(pattern, key, want) in cases {
-            assert_eq!(
-                single(pattern, key),
-                want,
-                "pattern {pattern:?} key {key:?}"
-            );
+            assert_eq!(single(pattern, key), want, "pattern {pattern:?} key {key:?}");
         }
     }
 
@@ -633,10 +559,7 @@ mod tests {
     fn many_hashes_do_not_backtrack_exponentially() {
         let mut t = TopicTrie::new();
         t.insert("#.#.#.#.#.#.#.#.a", "q".to_string());
-        t.insert(
-            "#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.z.#.#.#.#.#.#.#.#.#.y",
-            "r".to_string(),
-        );
+        t.insert("#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.z.#.#.#.#.#.#.#.#.#.y", "r".to_string());
         let mut key = vec!["b"; 39];
         key.push("a");
         assert_eq!(matches(&t, &key.join(".")), vec!["q".to_string()]);
@@ -673,18 +596,11 @@ mod tests {
         t.insert("a.*.c", "q1".to_string());
         assert!(!t.remove("a.b.c", &"q2".to_string()), "pair never bound");
         assert!(!t.remove("x.y", &"q1".to_string()), "pattern never bound");
-        assert!(
-            !t.remove("a.b.c", &"nobody".to_string()),
-            "unknown destination"
-        );
+        assert!(!t.remove("a.b.c", &"nobody".to_string()), "unknown destination");
 
         assert!(t.remove("a.b.c", &"q1".to_string()));
         assert!(!t.remove("a.b.c", &"q1".to_string()), "already removed");
-        assert_eq!(
-            matches(&t, "a.b.c"),
-            sorted(&["q1", "q2"]),
-            "q1 still bound via a.*.c"
-        );
+        assert_eq!(matches(&t, "a.b.c"), sorted(&["q1", "q2"]), "q1 still bound via a.*.c");
         assert!(t.remove("a.*.c", &"q1".to_string()));
         assert_eq!(matches(&t, "a.b.c"), sorted(&["q2"]));
         assert!(t.remove("a.b.#", &"q2".to_string()));
@@ -750,11 +666,7 @@ mod tests {
             let mut next = Vec::new();
             for p in &frontier {
                 for w in alphabet {
-                    let q = if len == 1 {
-                        w.to_string()
-                    } else {
-                        format!("{p}.{w}")
-                    };
+                    let q = if len == 1 { w.to_string() } else { format!("{p}.{w}") };
                     next.push(q);
                 }
             }
@@ -773,11 +685,7 @@ mod tests {
             let mut next = Vec::new();
             for k in &frontier {
                 for w in key_alphabet {
-                    next.push(if len == 1 {
-                        w.to_string()
-                    } else {
-                        format!("{k}.{w}")
-                    });
+                    next.push(if len == 1 { w.to_string() } else { format!("{k}.{w}") });
                 }
             }
             keys.extend(next.iter().cloned());

@@ -19,10 +19,7 @@ pub struct Credit {
 
 impl Credit {
     pub fn new(limit: u32) -> Self {
-        Credit {
-            limit: AtomicU32::new(limit),
-            used: AtomicU32::new(0),
-        }
+        Credit { limit: AtomicU32::new(limit), used: AtomicU32::new(0) }
     }
 
     /// Takes one unit if the limit allows (0 = unlimited). Atomic so that two queues
@@ -30,19 +27,13 @@ impl Credit {
     pub fn try_take(&self) -> bool {
         let limit = self.limit.load(Ordering::Acquire);
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                (limit == 0 || u < limit).then_some(u + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (limit == 0 || u < limit).then_some(u + 1))
             .is_ok()
     }
 
     pub fn give_back(&self, n: u32) {
         // Saturating: a consumer cancelled mid-flight may return credit it was never charged.
-        let _ = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                Some(u.saturating_sub(n))
-            });
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
     }
 
     pub fn set_limit(&self, limit: u32) {
@@ -103,11 +94,7 @@ pub struct ConsumerSpec {
 }
 
 impl Consumer {
-    pub fn new(
-        spec: ConsumerSpec,
-        channel_credit: Arc<Credit>,
-        sink: Arc<dyn DeliverySink>,
-    ) -> Self {
+    pub fn new(spec: ConsumerSpec, channel_credit: Arc<Credit>, sink: Arc<dyn DeliverySink>) -> Self {
         Consumer {
             tag: spec.tag,
             channel: spec.channel,

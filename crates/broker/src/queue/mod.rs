@@ -1,14 +1,18 @@
 //! Queues: FIFO storage of ready messages, round-robin dispatch to consumers with credit,
-//! and the flow gate that pushes back on publishers when consumers fall behind.
+//! paging to the store past a memory window, and the flow gate that pushes back on
+//! publishers when consumers fall behind.
 mod consumer;
 mod handle;
+mod memory;
 mod ready;
 
 pub use consumer::{ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink};
 pub use handle::QueueHandle;
+pub use memory::MemoryBudget;
 
 use crate::error::BrokerError;
 use crate::message::Message;
+use crate::store::MessageStore;
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use ready::Ready;
@@ -22,11 +26,16 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// The store holds an entry for it (persistent in a durable queue, or paged back in):
+    /// settling it must remove that entry.
+    pub stored: bool,
 }
 
 /// The properties a queue was declared with.
 #[derive(Debug, Clone)]
 pub struct QueueMeta {
+    /// Stable number naming the queue in the store.
+    pub id: u64,
     pub name: Arc<str>,
     pub vhost: Arc<str>,
     pub durable: bool,
@@ -34,6 +43,26 @@ pub struct QueueMeta {
     pub exclusive_owner: Option<ConnectionId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+}
+
+/// How a queue keeps its messages: the store (if any) and the memory it may use.
+#[derive(Clone)]
+pub struct QueueStorage {
+    pub store: Option<Arc<dyn MessageStore>>,
+    /// Bytes of ready messages a queue keeps in memory before paging the rest out.
+    pub memory_window: usize,
+    pub budget: Arc<MemoryBudget>,
+    pub flow_threshold: usize,
+}
+
+/// What recovery found on disk for a queue.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecoveredState {
+    pub count: usize,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Messages up to this seq had been delivered before the restart.
+    pub delivered_upto: u64,
 }
 
 /// What removing a consumer left behind.
@@ -45,6 +74,15 @@ pub enum CancelOutcome {
     RemovedLastOfAutoDelete,
 }
 
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The queue took the message (false if it was deleted meanwhile).
+    pub accepted: bool,
+    /// The message was written to the store as persistent: a confirm must wait for the flush.
+    pub needs_sync: bool,
+}
+
 struct State {
     ready: Ready,
     consumers: Vec<Arc<Consumer>>,
@@ -54,13 +92,20 @@ struct State {
     next_seq: u64,
     had_consumer: bool,
     deleted: bool,
+    /// Highest stored seq known to have been delivered, as last told to the store.
+    delivered_upto: u64,
+    /// Recovered messages up to this seq come back marked redelivered.
+    recovered_delivered: u64,
 }
+
+/// Messages loaded from the store per read when the in-memory part runs low.
+const PAGE_IN_BATCH: usize = 2048;
 
 /// A queue on this node. Reached through a [`QueueHandle`].
 pub struct Queue {
     pub meta: QueueMeta,
     state: Mutex<State>,
-    flow_threshold: usize,
+    storage: QueueStorage,
     flow_blocked: AtomicBool,
     flow_released: tokio::sync::Notify,
     deleted: AtomicBool,
@@ -69,20 +114,31 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn create(meta: QueueMeta, flow_threshold: usize) -> QueueHandle {
+    pub fn create(meta: QueueMeta, storage: QueueStorage, recovered: Option<RecoveredState>) -> QueueHandle {
+        let mut ready = Ready::default();
+        let mut next_seq = 1;
+        let mut recovered_delivered = 0;
+        if let Some(r) = recovered.filter(|r| r.count > 0) {
+            ready.disk_count = r.count;
+            ready.disk_from = r.first_seq;
+            next_seq = r.last_seq + 1;
+            recovered_delivered = r.delivered_upto;
+        }
         QueueHandle::new(Arc::new_cyclic(|me| Queue {
             me: me.clone(),
             meta,
             state: Mutex::new(State {
-                ready: Ready::default(),
+                ready,
                 consumers: Vec::new(),
                 next_consumer: 0,
                 unacked: 0,
-                next_seq: 1,
+                next_seq,
                 had_consumer: false,
                 deleted: false,
+                delivered_upto: recovered_delivered,
+                recovered_delivered,
             }),
-            flow_threshold: flow_threshold.max(2),
+            storage,
             flow_blocked: AtomicBool::new(false),
             flow_released: tokio::sync::Notify::new(),
             deleted: AtomicBool::new(false),
@@ -97,22 +153,35 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Appends a message and hands out what consumers can take. Returns false if the queue
-    /// was deleted meanwhile (the message was not taken).
-    pub fn publish(&self, message: Arc<Message>) -> bool {
+    /// Appends a message and hands out what consumers can take.
+    pub fn publish(&self, message: Arc<Message>) -> Published {
         let mut st = self.state.lock();
         if st.deleted {
-            return false;
+            return Published { accepted: false, needs_sync: false };
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(QueuedMessage {
-            seq,
-            message,
-            redelivered: false,
-        });
+        let persist = self.meta.durable && message.is_persistent();
+        let mut needs_sync = false;
+        if let Some(store) = &self.storage.store {
+            let size = message.memory_size();
+            let over = st.ready.disk_count > 0
+                || st.ready.mem_bytes + size > self.storage.memory_window
+                || self.storage.budget.is_over();
+            if persist || over {
+                store.put(self.meta.id, seq, &message, persist);
+                needs_sync = persist;
+            }
+            if over {
+                st.ready.push_paged(seq);
+                self.dispatch(&mut st);
+                return Published { accepted: true, needs_sync };
+            }
+        }
+        self.storage.budget.add(message.memory_size());
+        st.ready.push_back(QueuedMessage { seq, message, redelivered: false, stored: persist });
         self.dispatch(&mut st);
-        true
+        Published { accepted: true, needs_sync }
     }
 
     /// True while publishers to this queue should stop reading from their sockets.
@@ -135,15 +204,9 @@ impl Queue {
     pub fn add_consumer(&self, consumer: Arc<Consumer>) -> Result<(), BrokerError> {
         let mut st = self.state.lock();
         if st.deleted {
-            return Err(BrokerError::not_found(
-                "queue",
-                &self.meta.name,
-                &self.meta.vhost,
-            ));
+            return Err(BrokerError::not_found("queue", &self.meta.name, &self.meta.vhost));
         }
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
-        {
+        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
             return Err(BrokerError::AccessRefused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.meta.name, self.meta.vhost
@@ -156,17 +219,10 @@ impl Queue {
     }
 
     /// Removes the consumer with this tag on this channel of this connection.
-    pub fn remove_consumer(
-        &self,
-        connection: ConnectionId,
-        channel: u16,
-        tag: &str,
-    ) -> CancelOutcome {
+    pub fn remove_consumer(&self, connection: ConnectionId, channel: u16, tag: &str) -> CancelOutcome {
         let mut st = self.state.lock();
-        let Some(i) = st
-            .consumers
-            .iter()
-            .position(|c| c.connection == connection && c.channel == channel && &*c.tag == tag)
+        let Some(i) =
+            st.consumers.iter().position(|c| c.connection == connection && c.channel == channel && &*c.tag == tag)
         else {
             return CancelOutcome::NotFound;
         };
@@ -186,20 +242,24 @@ impl Queue {
     /// basic.get: the next ready message, and how many remain after it.
     pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
-        let m = st.ready.pop_front()?;
-        if !no_ack {
+        let m = self.take_front(&mut st)?;
+        if no_ack {
+            self.forget(&[&m]);
+        } else {
             st.unacked += 1;
         }
+        self.note_delivered(&mut st, &m);
         let left = st.ready.len() as u32;
         self.update_flow(&st);
         Some((m, left))
     }
 
-    /// `n` delivered messages were acked (or rejected without requeue): forget them, and
+    /// Delivered messages were acked (or rejected without requeue): forget them, and
     /// dispatch again, since their consumers got credit back.
-    pub fn settle(&self, n: usize) {
+    pub fn settle(&self, messages: &[QueuedMessage]) {
         let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(n);
+        st.unacked = st.unacked.saturating_sub(messages.len());
+        self.forget(&messages.iter().collect::<Vec<_>>());
         self.dispatch(&mut st);
     }
 
@@ -212,6 +272,7 @@ impl Queue {
             st.unacked = st.unacked.saturating_sub(1);
         }
         if !st.deleted {
+            self.storage.budget.add(m.message.memory_size());
             st.ready.insert_by_seq(m);
             self.dispatch(&mut st);
         }
@@ -228,6 +289,7 @@ impl Queue {
                 continue;
             }
             m.redelivered = true;
+            self.storage.budget.add(m.message.memory_size());
             st.ready.insert_by_seq(m);
         }
         st.unacked = st.unacked.saturating_sub(n);
@@ -244,7 +306,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        self.drop_ready(&mut st);
         self.update_flow(&st);
         n
     }
@@ -262,6 +324,11 @@ impl Queue {
         self.state.lock().unacked
     }
 
+    /// Ready messages held in memory (the rest are paged out).
+    pub fn in_memory_count(&self) -> usize {
+        self.state.lock().ready.in_memory()
+    }
+
     /// Marks the queue deleted: no more publishes or consumers. Returns the number of ready
     /// messages it held and tells every consumer's connection that the consumer is gone.
     pub(crate) fn mark_deleted(&self) -> u32 {
@@ -270,7 +337,11 @@ impl Queue {
             st.deleted = true;
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.len() as u32;
-            st.ready.clear();
+            self.drop_ready(&mut st);
+            if let Some(store) = &self.storage.store {
+                // Unacked entries too: a deleted queue's messages are gone for good.
+                store.remove_from(self.meta.id, 0);
+            }
             (count, std::mem::take(&mut st.consumers))
         };
         self.flow_blocked.store(false, Ordering::Release);
@@ -282,28 +353,95 @@ impl Queue {
         count
     }
 
+    /// Drops all ready messages, with their store entries.
+    fn drop_ready(&self, st: &mut State) {
+        let disk_from = st.ready.disk_from;
+        let had_disk = st.ready.disk_count > 0;
+        let dropped = st.ready.clear();
+        let bytes: usize = dropped.iter().map(|m| m.message.memory_size()).sum();
+        self.storage.budget.sub(bytes);
+        self.forget(&dropped.iter().collect::<Vec<_>>());
+        if let (true, Some(store)) = (had_disk, &self.storage.store) {
+            store.remove_from(self.meta.id, disk_from);
+        }
+    }
+
+    /// Removes the store entries of messages that are done.
+    fn forget(&self, messages: &[&QueuedMessage]) {
+        if let Some(store) = &self.storage.store {
+            let seqs: Vec<u64> = messages.iter().filter(|m| m.stored).map(|m| m.seq).collect();
+            if !seqs.is_empty() {
+                store.remove(self.meta.id, &seqs);
+            }
+        }
+    }
+
+    /// Remembers (in the store) that stored messages up to this one were delivered.
+    fn note_delivered(&self, st: &mut State, m: &QueuedMessage) {
+        if m.stored && m.seq > st.delivered_upto {
+            st.delivered_upto = m.seq;
+            if let Some(store) = &self.storage.store {
+                store.set_delivered(self.meta.id, m.seq);
+            }
+        }
+    }
+
+    /// The next ready message, paging in from the store when memory has run dry.
+    fn take_front(&self, st: &mut State) -> Option<QueuedMessage> {
+        if st.ready.in_memory() == 0 && st.ready.disk_count > 0 {
+            self.page_in(st);
+        }
+        let m = st.ready.pop_front()?;
+        self.storage.budget.sub(m.message.memory_size());
+        Some(m)
+    }
+
+    fn page_in(&self, st: &mut State) {
+        let Some(store) = &self.storage.store else { return };
+        let want = PAGE_IN_BATCH.min(st.ready.disk_count);
+        let loaded = store.load(self.meta.id, st.ready.disk_from, want);
+        if loaded.is_empty() {
+            // The store lost the tail (write failure, corruption): do not spin on it.
+            tracing::error!(queue = %self.meta.name, missing = st.ready.disk_count, "paged messages not found in the store");
+            st.ready.disk_count = 0;
+            return;
+        }
+        let n = loaded.len();
+        let next = loaded.last().map_or(st.ready.disk_from, |m| m.seq + 1);
+        let recovered = st.recovered_delivered;
+        let items: Vec<QueuedMessage> = loaded
+            .into_iter()
+            .map(|m| QueuedMessage { seq: m.seq, message: m.message, redelivered: m.seq <= recovered, stored: true })
+            .collect();
+        let bytes: usize = items.iter().map(|m| m.message.memory_size()).sum();
+        self.storage.budget.add(bytes);
+        st.ready.extend_loaded(items, next, n);
+    }
+
     /// Hands ready messages to consumers round-robin while any has credit.
     fn dispatch(&self, st: &mut State) {
+        let mut done: Vec<u64> = Vec::new();
         while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let Some(ci) = Self::next_with_credit(st) else {
-                break;
-            };
+            let Some(ci) = Self::next_with_credit(st) else { break };
             let consumer = st.consumers[ci].clone();
-            let Some(message) = st.ready.pop_front() else {
+            let Some(message) = self.take_front(st) else {
+                consumer.settle(1);
                 break;
             };
-            if !consumer.no_ack {
+            if consumer.no_ack {
+                if message.stored {
+                    done.push(message.seq);
+                }
+            } else {
                 st.unacked += 1;
             }
+            self.note_delivered(st, &message);
             // `self` is alive (we are in its method), so its Arc is too.
-            let Some(queue) = self.me.upgrade().map(QueueHandle::new) else {
-                break;
-            };
-            consumer.sink.deliver(Delivery {
-                consumer: consumer.clone(),
-                queue,
-                message,
-            });
+            let Some(queue) = self.me.upgrade().map(QueueHandle::new) else { break };
+            consumer.sink.deliver(Delivery { consumer: consumer.clone(), queue, message });
+        }
+        if let (false, Some(store)) = (done.is_empty(), &self.storage.store) {
+            store.remove(self.meta.id, &done);
         }
         self.update_flow(st);
     }
@@ -323,14 +461,15 @@ impl Queue {
     }
 
     /// Opens or closes the flow gate. Closed only while consumers exist and the backlog is
-    /// over the threshold: a queue with no consumers fills freely (later paged to disk), and
-    /// a queue whose consumers keep up never blocks anyone.
+    /// over the threshold: a queue with no consumers fills freely (paging to disk), and a
+    /// queue whose consumers keep up never blocks anyone.
     fn update_flow(&self, st: &State) {
         let len = st.ready.len();
+        let threshold = self.storage.flow_threshold.max(2);
         let blocked = self.flow_blocked.load(Ordering::Relaxed);
-        if !blocked && !st.consumers.is_empty() && len > self.flow_threshold {
+        if !blocked && !st.consumers.is_empty() && len > threshold {
             self.flow_blocked.store(true, Ordering::Release);
-        } else if blocked && (st.consumers.is_empty() || len <= self.flow_threshold / 2) {
+        } else if blocked && (st.consumers.is_empty() || len <= threshold / 2) {
             self.flow_blocked.store(false, Ordering::Release);
             self.flow_released.notify_waiters();
         }

@@ -38,10 +38,7 @@ impl Connection {
             }
         }
         // One confirm ack per channel per pass, covering everything this pass published.
-        let mut io = Io {
-            out: &mut self.out,
-            blocked: &mut self.blocked,
-        };
+        let mut io = Io { out: &mut self.out, blocked: &mut self.blocked };
         for slot in self.channels.values_mut() {
             slot.chan.flush(&mut io);
         }
@@ -51,17 +48,11 @@ impl Connection {
     fn handle_frame(&mut self, frame: Frame) -> Result<(), AmqpError> {
         if self.phase != Phase::Open {
             // After we sent connection.close only close and close-ok matter.
-            if let Frame::Method {
-                channel: 0,
-                method: Method::Other(AMQPClass::Connection(m)),
-            } = frame
-            {
+            if let Frame::Method { channel: 0, method: Method::Other(AMQPClass::Connection(m)) } = frame {
                 match m {
                     connection::AMQPMethod::CloseOk(_) => self.phase = Phase::Done,
                     connection::AMQPMethod::Close(_) => {
-                        self.send_connection(connection::AMQPMethod::CloseOk(
-                            connection::CloseOk {},
-                        ));
+                        self.send_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
                         self.phase = Phase::Done;
                     }
                     _ => {}
@@ -72,9 +63,9 @@ impl Connection {
         match frame {
             Frame::Heartbeat => Ok(()),
             Frame::Method { channel: 0, method } => self.connection_method(method),
-            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(
-                AmqpError::new(ReplyCode::UnexpectedFrame, "content frame on channel 0"),
-            ),
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => {
+                Err(AmqpError::new(ReplyCode::UnexpectedFrame, "content frame on channel 0"))
+            }
             Frame::Method { channel, method } => self.channel_method(channel, method),
             Frame::Header { channel, header } => {
                 self.on_open_channel(channel, |chan, ctx, io| chan.handle_header(ctx, header, io))
@@ -96,10 +87,9 @@ impl Connection {
             }
             // A client confirming a close it did not receive: nothing to do.
             Method::Other(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => Ok(()),
-            _ => Err(
-                AmqpError::new(ReplyCode::CommandInvalid, "unexpected method on channel 0")
-                    .on(class_id, method_id),
-            ),
+            _ => {
+                Err(AmqpError::new(ReplyCode::CommandInvalid, "unexpected method on channel 0").on(class_id, method_id))
+            }
         }
     }
 
@@ -108,10 +98,7 @@ impl Connection {
         if ch > self.channel_max {
             return Err(AmqpError::new(
                 ReplyCode::ChannelError,
-                format!(
-                    "channel number {ch} exceeds negotiated channel_max {}",
-                    self.channel_max
-                ),
+                format!("channel number {ch} exceeds negotiated channel_max {}", self.channel_max),
             )
             .on(class_id, method_id));
         }
@@ -121,20 +108,11 @@ impl Connection {
         let close_ok = is(&method, |c| matches!(c, channel::AMQPMethod::CloseOk(_)));
         match self.channels.get_mut(&ch) {
             None if open => {
-                self.channels.insert(
-                    ch,
-                    Slot {
-                        chan: Channel::new(ch),
-                        closing: false,
-                    },
-                );
+                self.channels.insert(ch, Slot { chan: Channel::new(ch), closing: false });
                 self.send_channel(ch, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                 Ok(())
             }
-            None => Err(
-                unexpected_channel(format!("expected 'channel.open' on channel {ch}"))
-                    .on(class_id, method_id),
-            ),
+            None => Err(unexpected_channel(format!("expected 'channel.open' on channel {ch}")).on(class_id, method_id)),
             Some(slot) if slot.closing => {
                 // RabbitMQ drops everything on a closing channel but the close handshake.
                 if close_ok {
@@ -144,10 +122,9 @@ impl Connection {
                 }
                 Ok(())
             }
-            Some(_) if open => Err(unexpected_channel(format!(
-                "second 'channel.open' seen on channel {ch}"
-            ))
-            .on(class_id, method_id)),
+            Some(_) if open => {
+                Err(unexpected_channel(format!("second 'channel.open' seen on channel {ch}")).on(class_id, method_id))
+            }
             Some(slot) if close => {
                 slot.chan.release(&self.ctx);
                 self.channels.remove(&ch);
@@ -155,9 +132,7 @@ impl Connection {
                 Ok(())
             }
             Some(_) if close_ok => Ok(()),
-            Some(_) => {
-                self.on_open_channel(ch, |chan, ctx, io| chan.handle_method(ctx, method, io))
-            }
+            Some(_) => self.on_open_channel(ch, |chan, ctx, io| chan.handle_method(ctx, method, io)),
         }
     }
 
@@ -168,34 +143,39 @@ impl Connection {
         f: impl FnOnce(&mut Channel, &warren_channel::ConnCtx, &mut Io) -> Result<(), AmqpError>,
     ) -> Result<(), AmqpError> {
         let Some(slot) = self.channels.get_mut(&ch) else {
-            return Err(unexpected_channel(format!(
-                "expected 'channel.open' on channel {ch}"
-            )));
+            return Err(unexpected_channel(format!("expected 'channel.open' on channel {ch}")));
         };
         if slot.closing {
             return Ok(());
         }
-        let mut io = Io {
-            out: &mut self.out,
-            blocked: &mut self.blocked,
-        };
+        let mut io = Io { out: &mut self.out, blocked: &mut self.blocked };
         match f(&mut slot.chan, &self.ctx, &mut io) {
             Ok(()) => Ok(()),
             Err(e) if e.is_connection_error() => Err(e),
             Err(e) => {
-                tracing::info!(peer = %self.peer, conn = self.ctx.id, channel = ch, code = e.code.code(), reason = %e.text, "channel error");
-                slot.chan.release(&self.ctx);
-                slot.closing = true;
-                let close = channel::Close {
-                    reply_code: e.code.code(),
-                    reply_text: e.text.into(),
-                    class_id: e.class_id,
-                    method_id: e.method_id,
-                };
-                self.send_channel(ch, channel::AMQPMethod::Close(close));
+                self.channel_error(ch, e);
                 Ok(())
             }
         }
+    }
+
+    /// Closes one channel with a channel exception: its consumers go, its unacked messages
+    /// are requeued, and it ignores everything but close/close-ok until the client answers.
+    pub(super) fn channel_error(&mut self, ch: u16, e: AmqpError) {
+        if e.is_connection_error() {
+            return self.connection_error(e);
+        }
+        let Some(slot) = self.channels.get_mut(&ch) else { return };
+        tracing::info!(peer = %self.peer, conn = self.ctx.id, channel = ch, code = e.code.code(), reason = %e.text, "channel error");
+        slot.chan.release(&self.ctx);
+        slot.closing = true;
+        let close = channel::Close {
+            reply_code: e.code.code(),
+            reply_text: e.text.into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        };
+        self.send_channel(ch, channel::AMQPMethod::Close(close));
     }
 
     /// Sends connection.close and waits (in the main loop) for close-ok.

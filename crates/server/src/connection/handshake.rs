@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use warren_codec::{
-    check_protocol_header, decode_frame, encode_method, AmqpError, Frame, HeaderCheck, Method,
-    OutBuf, ReplyCode, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    check_protocol_header, decode_frame, encode_method, AmqpError, Frame, HeaderCheck, Method, OutBuf, ReplyCode,
+    FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 
 /// RabbitMQ's handshake_timeout: a peer that has not opened the connection by then is dropped.
@@ -76,10 +76,7 @@ fn server_properties() -> FieldTable {
     p.insert("platform".into(), s("Rust"));
     p.insert("cluster_name".into(), s("warren"));
     p.insert("copyright".into(), s("The Warren developers"));
-    p.insert(
-        "information".into(),
-        s("AMQP 0-9-1 broker compatible with RabbitMQ; Apache-2.0"),
-    );
+    p.insert("information".into(), s("AMQP 0-9-1 broker compatible with RabbitMQ; Apache-2.0"));
     p
 }
 
@@ -94,9 +91,7 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
 
 impl Handshake<'_> {
     pub async fn run(mut self) -> Result<Opened, HandshakeError> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.steps())
-            .await
-            .map_err(|_| HandshakeError::Timeout)?
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.steps()).await.map_err(|_| HandshakeError::Timeout)?
     }
 
     async fn fill(&mut self) -> Result<(), HandshakeError> {
@@ -114,10 +109,7 @@ impl Handshake<'_> {
     async fn next_method(&mut self, max: u32) -> Result<AMQPClass, HandshakeError> {
         loop {
             match decode_frame(self.inbuf, max) {
-                Ok(Some(Frame::Method {
-                    channel: 0,
-                    method: Method::Other(m),
-                })) => return Ok(m),
+                Ok(Some(Frame::Method { channel: 0, method: Method::Other(m) })) => return Ok(m),
                 Ok(Some(Frame::Heartbeat)) => continue,
                 Ok(Some(_)) => {
                     return Err(self
@@ -141,11 +133,7 @@ impl Handshake<'_> {
             class_id: e.class_id,
             method_id: e.method_id,
         };
-        encode_method(
-            self.out.tail(),
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Close(close)),
-        );
+        encode_method(self.out.tail(), 0, &AMQPClass::Connection(connection::AMQPMethod::Close(close)));
         let _ = write_all(self.stream, self.out).await;
         HandshakeError::Refused(e)
     }
@@ -184,26 +172,18 @@ impl Handshake<'_> {
             AMQPClass::Connection(connection::AMQPMethod::StartOk(s)) => s,
             _ => {
                 return Err(self
-                    .refuse(AmqpError::new(
-                        ReplyCode::CommandInvalid,
-                        "expected connection.start-ok",
-                    ))
+                    .refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.start-ok"))
                     .await)
             }
         };
         let props = &start_ok.client_properties;
         let cancel_notify = client_capability(props, "consumer_cancel_notify");
         let client_name = match props.inner().get("connection_name") {
-            Some(AMQPValue::LongString(s)) => {
-                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
-            }
+            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
             _ => None,
         };
         let mechanism = start_ok.mechanism.as_str();
-        let user = match self
-            .users
-            .authenticate(mechanism, start_ok.response.as_bytes())
-        {
+        let user = match self.users.authenticate(mechanism, start_ok.response.as_bytes()) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(peer = %self.peer, mechanism, error = %e, "login refused");
@@ -228,34 +208,20 @@ impl Handshake<'_> {
             heartbeat: cfg.heartbeat,
         }))
         .await?;
-        let tune_ok = match self
-            .next_method(FRAME_MIN_SIZE.max(HANDSHAKE_FRAME_MAX))
-            .await?
-        {
+        let tune_ok = match self.next_method(FRAME_MIN_SIZE.max(HANDSHAKE_FRAME_MAX)).await? {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) => t,
             _ => {
-                return Err(self
-                    .refuse(AmqpError::new(
-                        ReplyCode::CommandInvalid,
-                        "expected connection.tune-ok",
-                    ))
-                    .await)
+                return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.tune-ok")).await)
             }
         };
         let frame_max = match tune_ok.frame_max {
             0 => cfg.frame_max,
             f if f < FRAME_MIN_SIZE => {
-                let e = AmqpError::new(
-                    ReplyCode::NotAllowed,
-                    format!("frame_max={f} < {FRAME_MIN_SIZE} min size"),
-                );
+                let e = AmqpError::new(ReplyCode::NotAllowed, format!("frame_max={f} < {FRAME_MIN_SIZE} min size"));
                 return Err(self.refuse(e).await);
             }
             f if f > cfg.frame_max => {
-                let e = AmqpError::new(
-                    ReplyCode::NotAllowed,
-                    format!("frame_max={f} > {} max size", cfg.frame_max),
-                );
+                let e = AmqpError::new(ReplyCode::NotAllowed, format!("frame_max={f} > {} max size", cfg.frame_max));
                 return Err(self.refuse(e).await);
             }
             f => f,
@@ -263,10 +229,8 @@ impl Handshake<'_> {
         let channel_max = match tune_ok.channel_max {
             0 => cfg.channel_max,
             c if c > cfg.channel_max => {
-                let e = AmqpError::new(
-                    ReplyCode::NotAllowed,
-                    format!("channel_max={c} > {} max size", cfg.channel_max),
-                );
+                let e =
+                    AmqpError::new(ReplyCode::NotAllowed, format!("channel_max={c} > {} max size", cfg.channel_max));
                 return Err(self.refuse(e).await);
             }
             c => c,
@@ -275,32 +239,15 @@ impl Handshake<'_> {
         // 4. open.
         let open = match self.next_method(frame_max).await? {
             AMQPClass::Connection(connection::AMQPMethod::Open(o)) => o,
-            _ => {
-                return Err(self
-                    .refuse(AmqpError::new(
-                        ReplyCode::CommandInvalid,
-                        "expected connection.open",
-                    ))
-                    .await)
-            }
+            _ => return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.open")).await),
         };
         let vhost = open.virtual_host.to_string();
         if self.broker.vhost(&vhost).is_none() {
-            let e = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost} not found"))
-                .on(10, 40);
+            let e = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost} not found")).on(10, 40);
             return Err(self.refuse(e).await);
         }
-        self.send(connection::AMQPMethod::OpenOk(connection::OpenOk {}))
-            .await?;
+        self.send(connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
         self.inbuf.reserve(READ_CHUNK);
-        Ok(Opened {
-            user,
-            vhost,
-            channel_max,
-            frame_max,
-            heartbeat: tune_ok.heartbeat,
-            cancel_notify,
-            client_name,
-        })
+        Ok(Opened { user, vhost, channel_max, frame_max, heartbeat: tune_ok.heartbeat, cancel_notify, client_name })
     }
 }

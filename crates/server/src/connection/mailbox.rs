@@ -3,11 +3,17 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
-use warren_broker::{Consumer, Delivery, DeliverySink};
+use warren_broker::{Consumer, Delivery, DeliverySink, DurableListener};
 
 pub enum Event {
     Deliver(Delivery),
     Cancelled(Arc<Consumer>),
+    /// The store flushed (or failed) up to a confirm tag or a tx commit of a channel.
+    Durable {
+        channel: u16,
+        token: u64,
+        ok: bool,
+    },
 }
 
 /// Deliveries pushed by queues (with their locks held) and drained by the connection task
@@ -86,8 +92,7 @@ impl DeliverySink for Mailbox {
     }
 
     fn is_congested(&self) -> bool {
-        let used =
-            self.queued_bytes.load(Ordering::Acquire) + self.out_bytes.load(Ordering::Acquire);
+        let used = self.queued_bytes.load(Ordering::Acquire) + self.out_bytes.load(Ordering::Acquire);
         if used > self.limit {
             if !self.skipped.swap(true, Ordering::AcqRel) {
                 // Wake the connection so it notices the skip even if it is otherwise idle.
@@ -96,5 +101,11 @@ impl DeliverySink for Mailbox {
             return true;
         }
         false
+    }
+}
+
+impl DurableListener for Mailbox {
+    fn durable(&self, channel: u16, token: u64, ok: bool) {
+        self.push(Event::Durable { channel, token, ok });
     }
 }

@@ -33,6 +33,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub users: Arc<Users>,
     pub broker: Arc<Broker>,
+    pub broker_store: Option<Arc<dyn warren_broker::MessageStore>>,
 }
 
 /// A channel and whether we are waiting for the client's channel.close-ok.
@@ -74,12 +75,7 @@ pub(crate) struct Connection {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs one accepted socket until it closes.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Shared,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: broadcast::Receiver<()>) {
     let _ = stream.set_nodelay(true);
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut out = OutBuf::new();
@@ -107,10 +103,7 @@ pub async fn serve(
         _ = shutdown.recv() => return,
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let vhost = shared
-        .broker
-        .vhost(&opened.vhost)
-        .expect("vhost checked during handshake");
+    let vhost = shared.broker.vhost(&opened.vhost).expect("vhost checked during handshake");
     let mailbox = Mailbox::new(shared.config.max_outbound_buffer);
     tracing::info!(%peer, conn = id, user = %opened.user, vhost = %opened.vhost,
         name = opened.client_name.as_deref().unwrap_or(""), "connection opened");
@@ -123,6 +116,7 @@ pub async fn serve(
         max_message_size: shared.config.max_message_size,
         cancel_notify: opened.cancel_notify,
         sink: mailbox.clone(),
+        durable: shared.broker_store.clone().map(|s| (s, mailbox.clone() as Arc<dyn warren_broker::DurableListener>)),
     };
     let now = Instant::now();
     let mut conn = Connection {
@@ -165,9 +159,7 @@ impl Connection {
             if self.phase == Phase::Done && self.out.is_empty() {
                 return reason;
             }
-            let want_read = self.phase != Phase::Done
-                && self.out.len() < self.max_outbound
-                && self.blocked.is_empty();
+            let want_read = self.phase != Phase::Done && self.out.len() < self.max_outbound && self.blocked.is_empty();
             let deadline = self.close_deadline;
             tokio::select! {
                 _ = shutdown.recv(), if self.phase == Phase::Open => {
@@ -243,10 +235,8 @@ impl Connection {
         if self.events.is_empty() {
             return;
         }
-        let mut io = Io {
-            out: &mut self.out,
-            blocked: &mut self.blocked,
-        };
+        let mut io = Io { out: &mut self.out, blocked: &mut self.blocked };
+        let mut failed = Vec::new();
         for ev in self.events.drain(..) {
             match ev {
                 Event::Deliver(d) => match self.channels.get_mut(&d.consumer.channel) {
@@ -261,7 +251,17 @@ impl Connection {
                         slot.chan.broker_cancelled(&self.ctx, &c, &mut io);
                     }
                 }
+                Event::Durable { channel, token, ok } => {
+                    if let Some(slot) = self.channels.get_mut(&channel).filter(|s| !s.closing) {
+                        if let Err(e) = slot.chan.on_durable(token, ok, &mut io) {
+                            failed.push((channel, e));
+                        }
+                    }
+                }
             }
+        }
+        for (ch, e) in failed {
+            self.channel_error(ch, e);
         }
         self.mailbox.set_out_bytes(self.out.len());
     }

@@ -1,0 +1,38 @@
+//! The message-storage seam: what queues ask of the durability layer.
+//!
+//! Queues call these with their lock held, so every call only enqueues work for the
+//! store's writer thread (which applies it in submission order, then flushes a whole group
+//! at once) — except [`MessageStore::load`], which pages messages back in.
+use crate::message::Message;
+use std::sync::Arc;
+
+/// Learns when everything submitted before a `notify_durable` call is on disk (or failed).
+pub trait DurableListener: Send + Sync {
+    fn durable(&self, channel: u16, token: u64, ok: bool);
+}
+
+/// A message read back from the store.
+pub struct StoredMessage {
+    pub seq: u64,
+    pub message: Arc<Message>,
+}
+
+pub trait MessageStore: Send + Sync {
+    /// Writes the entry for message `seq` of queue `queue_id`. `persistent` entries survive
+    /// a restart; the others are paged-out transient messages, dropped at the next start.
+    fn put(&self, queue_id: u64, seq: u64, message: &Message, persistent: bool);
+    /// Removes entries (acked, rejected, or dropped).
+    fn remove(&self, queue_id: u64, seqs: &[u64]);
+    /// Removes every entry of the queue with a sequence number from `from_seq` on
+    /// (0: the whole queue, on delete; the paged tail, on purge).
+    fn remove_from(&self, queue_id: u64, from_seq: u64);
+    /// Records that every message of the queue up to `seq` has been delivered at least once,
+    /// so that it comes back redelivered after a restart.
+    fn set_delivered(&self, queue_id: u64, seq: u64);
+    /// Calls `listener.durable(channel, token, ok)` once everything submitted before this
+    /// call has been flushed to disk (ok = true) or could not be (ok = false).
+    fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64);
+    /// Reads up to `max` entries of the queue with sequence numbers from `from_seq` on, in
+    /// order, seeing every write submitted before the call. Blocks.
+    fn load(&self, queue_id: u64, from_seq: u64, max: usize) -> Vec<StoredMessage>;
+}

@@ -1,0 +1,172 @@
+//! Warren's durability layer, on sled.
+//!
+//! Three trees: `meta` (durable vhosts, exchanges, queues, bindings, and per-queue
+//! delivered marks), `persistent` (persistent messages of durable queues, keyed by queue id
+//! and sequence number) and `paged` (transient messages paged out of memory; emptied at
+//! every start, since transient messages do not survive restarts).
+//!
+//! All writes go through one writer thread ([`writer`]) in submission order. It takes
+//! whatever has queued up, applies it, flushes once (fsync), and only then tells the
+//! waiting publishers (confirms) or metadata changes that their data is on disk.
+mod keys;
+mod meta;
+mod record;
+mod recover;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use warren_broker::meta::MetaChange;
+use warren_broker::{BrokerError, DurableListener, Message, MessageStore, MetadataLog, StoredMessage};
+use writer::{Op, Writer};
+
+pub use recover::recover;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the store in {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("store read failed: {0}")]
+    Read(#[from] sled::Error),
+}
+
+/// Ops waiting for the writer. When the disk falls this far behind, submitters block:
+/// back-pressure instead of an unbounded queue.
+const QUEUE_DEPTH: usize = 65_536;
+
+pub struct Store {
+    tx: SyncSender<Op>,
+    pub(crate) meta: sled::Tree,
+    pub(crate) persistent: sled::Tree,
+    pub(crate) paged: sled::Tree,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. `cache_bytes` bounds sled's page cache.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<Store>, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+        // Fail early and clearly on a read-only or full directory, before sled does obscurely.
+        let probe = dir.join(".warren-write-probe");
+        std::fs::write(&probe, b"ok").map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+        let _ = std::fs::remove_file(&probe);
+        let open = |e| StoreError::Open { path: dir.into(), source: e };
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(cache_bytes)
+            // We flush explicitly after every group; sled's timer flush adds nothing.
+            .flush_every_ms(None)
+            .open()
+            .map_err(open)?;
+        let meta = db.open_tree("meta").map_err(open)?;
+        let persistent = db.open_tree("persistent").map_err(open)?;
+        let paged = db.open_tree("paged").map_err(open)?;
+        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let w = Writer { db, meta: meta.clone(), persistent: persistent.clone(), paged: paged.clone() };
+        std::thread::Builder::new()
+            .name("warren-store".into())
+            .spawn(move || w.run(rx))
+            .map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+        Ok(Arc::new(Store { tx, meta, persistent, paged }))
+    }
+
+    fn send(&self, op: Op) {
+        // The writer only stops when the process does; a failed send means shutdown.
+        let _ = self.tx.send(op);
+    }
+
+    fn meta_op(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), BrokerError> {
+        let (done, wait) = sync_channel(1);
+        self.send(Op::Meta { key, value, done });
+        wait_done(wait)
+    }
+
+    /// Removes bindings whose source or destination is `name` (an exchange or a queue).
+    fn purge_bindings(&self, vhost: &str, name: &str, is_exchange: bool) -> Result<(), BrokerError> {
+        let prefix = keys::binding_prefix(vhost);
+        let plen = prefix.len();
+        let name = name.as_bytes().to_vec();
+        let pred = move |k: &[u8]| {
+            let mut parts = k[plen..].split(|&b| b == 0);
+            let (source, kind, dest) = (parts.next(), parts.next(), parts.next());
+            let dest_hit = dest == Some(&name[..]) && kind == Some(if is_exchange { b"e" } else { b"q" });
+            (is_exchange && source == Some(&name[..])) || dest_hit
+        };
+        let (done, wait) = sync_channel(1);
+        self.send(Op::MetaPurge { prefix, pred: Box::new(pred), done });
+        wait_done(wait)
+    }
+}
+
+fn wait_done(wait: std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), BrokerError> {
+    match wait.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BrokerError::Internal(format!("metadata store write failed: {e}"))),
+        Err(_) => Err(BrokerError::Internal("metadata store is shut down".into())),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("metadata records always serialise")
+}
+
+impl MetadataLog for Store {
+    fn record(&self, change: &MetaChange) -> Result<(), BrokerError> {
+        match change {
+            MetaChange::AddVHost { name } => self.meta_op(keys::vhost(name), Some(b"{}".to_vec())),
+            MetaChange::DeclareExchange(m) if m.durable => {
+                self.meta_op(keys::exchange(&m.vhost, &m.name), Some(json(&meta::ExchangeRow::from_meta(m))))
+            }
+            MetaChange::DeclareQueue(m) if m.durable => {
+                self.meta_op(keys::queue(&m.vhost, &m.name), Some(json(&meta::QueueRow::from_meta(m))))
+            }
+            MetaChange::DeclareExchange(_) | MetaChange::DeclareQueue(_) => Ok(()),
+            MetaChange::DeleteExchange { vhost, name } => {
+                self.purge_bindings(vhost, name, true)?;
+                self.meta_op(keys::exchange(vhost, name), None)
+            }
+            MetaChange::DeleteQueue { vhost, name } => {
+                self.purge_bindings(vhost, name, false)?;
+                self.meta_op(keys::queue(vhost, name), None)
+            }
+            MetaChange::Bind(b) | MetaChange::Unbind(b) if !b.durable => Ok(()),
+            MetaChange::Bind(b) | MetaChange::Unbind(b) => {
+                let args = String::from_utf8(json(&b.arguments)).unwrap_or_default();
+                let key = keys::binding(&b.vhost, &b.source, b.dest_is_exchange, &b.dest, &b.routing_key, &args);
+                let value = matches!(change, MetaChange::Bind(_)).then(|| json(&meta::BindingRow::from_record(b)));
+                self.meta_op(key, value)
+            }
+        }
+    }
+}
+
+impl MessageStore for Store {
+    fn put(&self, queue_id: u64, seq: u64, message: &Message, persistent: bool) {
+        self.send(Op::Put { key: keys::entry(queue_id, seq), value: record::encode(message), persistent });
+    }
+
+    fn remove(&self, queue_id: u64, seqs: &[u64]) {
+        self.send(Op::Remove { queue_id, seqs: seqs.to_vec() });
+    }
+
+    fn remove_from(&self, queue_id: u64, from_seq: u64) {
+        self.send(Op::RemoveFrom { queue_id, from: from_seq });
+    }
+
+    fn set_delivered(&self, queue_id: u64, seq: u64) {
+        let (done, _ignored) = sync_channel(1);
+        self.send(Op::Meta { key: keys::delivered(queue_id), value: Some(seq.to_be_bytes().to_vec()), done });
+    }
+
+    fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64) {
+        self.send(Op::Notify { listener, channel, token });
+    }
+
+    fn load(&self, queue_id: u64, from_seq: u64, max: usize) -> Vec<StoredMessage> {
+        let (reply, wait) = sync_channel(1);
+        self.send(Op::Load { queue_id, from: from_seq, max, reply });
+        wait.recv().unwrap_or_default()
+    }
+}

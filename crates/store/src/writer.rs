@@ -1,0 +1,187 @@
+//! The writer thread: applies store operations in submission order and makes each group
+//! durable with one flush (group commit), then tells whoever waits.
+use crate::keys;
+use crate::record;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use warren_broker::{DurableListener, StoredMessage};
+
+pub enum Op {
+    /// A message entry; `persistent` picks the tree (persistent entries survive restarts,
+    /// paged transient ones do not).
+    Put {
+        key: [u8; 16],
+        value: Vec<u8>,
+        persistent: bool,
+    },
+    Remove {
+        queue_id: u64,
+        seqs: Vec<u64>,
+    },
+    RemoveFrom {
+        queue_id: u64,
+        from: u64,
+    },
+    /// A metadata key written (Some) or removed (None); `done` is told after the flush.
+    Meta {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        done: SyncSender<Result<(), String>>,
+    },
+    /// Remove every metadata key under `prefix` for which `pred` holds (bindings of a
+    /// deleted queue or exchange), before the flush that `done` waits for.
+    MetaPurge {
+        prefix: Vec<u8>,
+        pred: Box<dyn Fn(&[u8]) -> bool + Send>,
+        done: SyncSender<Result<(), String>>,
+    },
+    Notify {
+        listener: Arc<dyn DurableListener>,
+        channel: u16,
+        token: u64,
+    },
+    Load {
+        queue_id: u64,
+        from: u64,
+        max: usize,
+        reply: SyncSender<Vec<StoredMessage>>,
+    },
+}
+
+pub struct Writer {
+    pub db: sled::Db,
+    pub meta: sled::Tree,
+    pub persistent: sled::Tree,
+    pub paged: sled::Tree,
+}
+
+/// Operations taken per group; a bigger group shares one flush among more publishes.
+const MAX_GROUP: usize = 8192;
+
+enum Waiter {
+    Listener(Arc<dyn DurableListener>, u16, u64),
+    Done(SyncSender<Result<(), String>>),
+}
+
+impl Writer {
+    pub fn run(self, rx: Receiver<Op>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut waiters = Vec::new();
+        while let Ok(first) = rx.recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut failed: Option<String> = None;
+            let mut dirty = false;
+            for op in group.drain(..) {
+                match self.apply(op, &mut waiters, &mut dirty) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "store write failed");
+                        failed.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            if dirty || !waiters.is_empty() {
+                if let Err(e) = self.db.flush() {
+                    tracing::error!(error = %e, "store flush failed");
+                    failed.get_or_insert(e.to_string());
+                }
+            }
+            for w in waiters.drain(..) {
+                match w {
+                    Waiter::Listener(l, ch, token) => l.durable(ch, token, failed.is_none()),
+                    Waiter::Done(tx) => {
+                        let _ = tx.send(failed.clone().map_or(Ok(()), Err));
+                    }
+                }
+            }
+        }
+        let _ = self.db.flush();
+    }
+
+    fn apply(&self, op: Op, waiters: &mut Vec<Waiter>, dirty: &mut bool) -> sled::Result<()> {
+        match op {
+            Op::Put { key, value, persistent } => {
+                *dirty |= persistent;
+                let tree = if persistent { &self.persistent } else { &self.paged };
+                tree.insert(key, value)?;
+            }
+            Op::Remove { queue_id, seqs } => {
+                *dirty = true;
+                for s in seqs {
+                    let k = keys::entry(queue_id, s);
+                    self.persistent.remove(k)?;
+                    self.paged.remove(k)?;
+                }
+            }
+            Op::RemoveFrom { queue_id, from } => {
+                *dirty = true;
+                for tree in [&self.persistent, &self.paged] {
+                    let range = keys::entry(queue_id, from)..=keys::entry(queue_id, u64::MAX);
+                    let ks: Vec<sled::IVec> = tree.range(range).keys().collect::<Result<_, _>>()?;
+                    for k in ks {
+                        tree.remove(k)?;
+                    }
+                }
+                if from == 0 {
+                    self.meta.remove(keys::delivered(queue_id))?;
+                }
+            }
+            Op::Meta { key, value, done } => {
+                *dirty = true;
+                match value {
+                    Some(v) => {
+                        self.meta.insert(key, v)?;
+                    }
+                    None => {
+                        self.meta.remove(key)?;
+                    }
+                }
+                waiters.push(Waiter::Done(done));
+            }
+            Op::MetaPurge { prefix, pred, done } => {
+                *dirty = true;
+                let ks: Vec<sled::IVec> = self.meta.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+                for k in ks.into_iter().filter(|k| pred(k)) {
+                    self.meta.remove(k)?;
+                }
+                waiters.push(Waiter::Done(done));
+            }
+            Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
+            Op::Load { queue_id, from, max, reply } => {
+                let _ = reply.send(self.load(queue_id, from, max));
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the two trees' entries for the queue, in sequence order. A record that does
+    /// not decode is logged and skipped, never fatal.
+    fn load(&self, queue_id: u64, from: u64, max: usize) -> Vec<StoredMessage> {
+        let range = || keys::entry(queue_id, from)..=keys::entry(queue_id, u64::MAX);
+        let mut a = self.persistent.range(range()).peekable();
+        let mut b = self.paged.range(range()).peekable();
+        let mut out = Vec::with_capacity(max.min(4096));
+        while out.len() < max {
+            let pick_a = match (a.peek(), b.peek()) {
+                (Some(Ok((ka, _))), Some(Ok((kb, _)))) => ka <= kb,
+                (Some(_), _) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if pick_a { a.next() } else { b.next() };
+            let Some(Ok((k, v))) = next else { continue };
+            let Some((_, seq)) = keys::parse_entry(&k) else { continue };
+            match record::decode(&v) {
+                Some(m) => out.push(StoredMessage { seq, message: Arc::new(m) }),
+                None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
+            }
+        }
+        out
+    }
+}

@@ -3,24 +3,19 @@
 mod common_b;
 
 use common_b::*;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicRecoverOptions, BasicRejectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicRecoverOptions, BasicRejectOptions};
 use lapin::Channel;
 
 /// basic.get with acks: (body, delivery tag, redelivered, message_count).
 async fn get(ch: &Channel, q: &str) -> Option<(String, u64, bool, u32)> {
-    ch.basic_get(q.into(), BasicGetOptions { no_ack: false })
-        .await
-        .expect("basic.get")
-        .map(|m| {
-            (
-                String::from_utf8(m.delivery.data.clone()).unwrap(),
-                m.delivery.delivery_tag,
-                m.delivery.redelivered,
-                m.message_count,
-            )
-        })
+    ch.basic_get(q.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get").map(|m| {
+        (
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.delivery_tag,
+            m.delivery.redelivered,
+            m.message_count,
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -33,16 +28,9 @@ async fn get_and_get_empty_with_message_count() {
     // message_count in get-ok is the number of messages left *after* this one.
     assert_eq!(get(&s.ch, &q).await, Some(("0".into(), 1, false, 2)));
     assert_eq!(get(&s.ch, &q).await, Some(("1".into(), 2, false, 1)));
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(m.delivery.data, b"2");
-    assert_eq!(
-        m.delivery.delivery_tag, 3,
-        "no-ack gets consume delivery tags too"
-    );
+    assert_eq!(m.delivery.delivery_tag, 3, "no-ack gets consume delivery tags too");
     assert_eq!(m.message_count, 0);
     assert_eq!(m.delivery.routing_key.as_str(), q);
     assert_eq!(get(&s.ch, &q).await, None);
@@ -56,13 +44,8 @@ async fn get_and_get_empty_with_message_count() {
 async fn get_missing_queue_404() {
     let s = session().await;
     let q = unique("no-such-queue");
-    let res =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await;
-    assert_eq!(
-        expect_code(res, 404),
-        format!("NOT_FOUND - no queue '{q}' in vhost '/'")
-    );
+    let res = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await;
+    assert_eq!(expect_code(res, 404), format!("NOT_FOUND - no queue '{q}' in vhost '/'"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,9 +54,7 @@ async fn ack_removes_message() {
     let q = declare_queue(&s.ch, "ack").await;
     publish_confirmed(&s.conn, &q, 2).await;
     let (_, tag, _, _) = get(&s.ch, &q).await.unwrap();
-    s.ch.basic_ack(tag, BasicAckOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
     sync(&s.ch).await;
     // Closing the channel requeues whatever is still unacked: only the acked one is gone.
     s.ch.close(200, "bye".into()).await.unwrap();
@@ -91,9 +72,7 @@ async fn ack_multiple_acks_up_to_tag() {
     for _ in 0..4 {
         get(&s.ch, &q).await.unwrap();
     }
-    s.ch.basic_ack(3, BasicAckOptions { multiple: true })
-        .await
-        .unwrap();
+    s.ch.basic_ack(3, BasicAckOptions { multiple: true }).await.unwrap();
     sync(&s.ch).await;
     s.ch.close(200, "bye".into()).await.unwrap();
     // Tags 1..=3 acked, tag 4 requeued by the close.
@@ -114,9 +93,7 @@ async fn ack_multiple_tag_zero_acks_all() {
     for _ in 0..3 {
         get(&s.ch, &q).await.unwrap();
     }
-    s.ch.basic_ack(0, BasicAckOptions { multiple: true })
-        .await
-        .unwrap();
+    s.ch.basic_ack(0, BasicAckOptions { multiple: true }).await.unwrap();
     sync(&s.ch).await;
     s.ch.close(200, "bye".into()).await.unwrap();
     assert_eq!(queue_counts(&s.conn, &q).await.0, 0);
@@ -127,15 +104,10 @@ async fn ack_multiple_tag_zero_acks_all() {
 async fn ack_unknown_tag_closes_channel_406() {
     let s = session().await;
     let mut events = s.conn.events_listener();
-    s.ch.basic_ack(42, BasicAckOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_ack(42, BasicAckOptions::default()).await.unwrap();
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "PRECONDITION_FAILED - unknown delivery tag 42"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 42");
     assert!(s.conn.status().connected(), "a channel error only");
 }
 
@@ -146,18 +118,11 @@ async fn ack_same_tag_twice_closes_channel_406() {
     let q = declare_queue(&s.ch, "ack-twice").await;
     publish_confirmed(&s.conn, &q, 1).await;
     let (_, tag, _, _) = get(&s.ch, &q).await.unwrap();
-    s.ch.basic_ack(tag, BasicAckOptions::default())
-        .await
-        .unwrap();
-    s.ch.basic_ack(tag, BasicAckOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
+    s.ch.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        format!("PRECONDITION_FAILED - unknown delivery tag {tag}")
-    );
+    assert_eq!(reply_text(&err).unwrap(), format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
     // The first ack counted: the message is gone, not requeued by the channel's death.
     assert_eq!(queue_counts(&s.conn, &q).await.0, 0);
     delete_queue(&s.conn, &q).await;
@@ -168,32 +133,16 @@ async fn ack_same_tag_twice_closes_channel_406() {
 async fn nack_and_reject_unknown_tag_406() {
     let s = session().await;
     let mut events = s.conn.events_listener();
-    s.ch.basic_nack(
-        7,
-        BasicNackOptions {
-            multiple: false,
-            requeue: true,
-        },
-    )
-    .await
-    .unwrap();
+    s.ch.basic_nack(7, BasicNackOptions { multiple: false, requeue: true }).await.unwrap();
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "PRECONDITION_FAILED - unknown delivery tag 7"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 7");
 
     let ch = s.conn.create_channel().await.unwrap();
-    ch.basic_reject(9, BasicRejectOptions { requeue: false })
-        .await
-        .unwrap();
+    ch.basic_reject(9, BasicRejectOptions { requeue: false }).await.unwrap();
     let err = channel_close_error(&mut events, &ch).await;
     assert_eq!(reply_code(&err), Some(406));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "PRECONDITION_FAILED - unknown delivery tag 9"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 9");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,15 +152,7 @@ async fn nack_requeue_redelivers_with_flag() {
     publish_confirmed(&s.conn, &q, 1).await;
     let (body, tag, redelivered, _) = get(&s.ch, &q).await.unwrap();
     assert_eq!((body.as_str(), redelivered), ("0", false));
-    s.ch.basic_nack(
-        tag,
-        BasicNackOptions {
-            multiple: false,
-            requeue: true,
-        },
-    )
-    .await
-    .unwrap();
+    s.ch.basic_nack(tag, BasicNackOptions { multiple: false, requeue: true }).await.unwrap();
     let (body, tag2, redelivered, count) = get(&s.ch, &q).await.unwrap();
     assert_eq!(body, "0");
     assert!(redelivered, "a requeued message is flagged redelivered");
@@ -228,15 +169,7 @@ async fn nack_multiple_requeue_keeps_order() {
     for _ in 0..3 {
         get(&s.ch, &q).await.unwrap();
     }
-    s.ch.basic_nack(
-        3,
-        BasicNackOptions {
-            multiple: true,
-            requeue: true,
-        },
-    )
-    .await
-    .unwrap();
+    s.ch.basic_nack(3, BasicNackOptions { multiple: true, requeue: true }).await.unwrap();
     // Requeued messages go back to their original positions.
     for expected in ["0", "1", "2"] {
         let (body, _, redelivered, _) = get(&s.ch, &q).await.unwrap();
@@ -253,22 +186,10 @@ async fn nack_without_requeue_discards() {
     publish_confirmed(&s.conn, &q, 2).await;
     get(&s.ch, &q).await.unwrap();
     get(&s.ch, &q).await.unwrap();
-    s.ch.basic_nack(
-        2,
-        BasicNackOptions {
-            multiple: true,
-            requeue: false,
-        },
-    )
-    .await
-    .unwrap();
+    s.ch.basic_nack(2, BasicNackOptions { multiple: true, requeue: false }).await.unwrap();
     assert_eq!(get(&s.ch, &q).await, None);
     s.ch.close(200, "bye".into()).await.unwrap();
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        0,
-        "nothing left to requeue on close"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 0, "nothing left to requeue on close");
     delete_queue(&s.conn, &q).await;
 }
 
@@ -278,15 +199,11 @@ async fn reject_requeue_and_discard() {
     let q = declare_queue(&s.ch, "reject").await;
     publish_confirmed(&s.conn, &q, 2).await;
     let (_, tag, _, _) = get(&s.ch, &q).await.unwrap();
-    s.ch.basic_reject(tag, BasicRejectOptions { requeue: true })
-        .await
-        .unwrap();
+    s.ch.basic_reject(tag, BasicRejectOptions { requeue: true }).await.unwrap();
     let (body, tag, redelivered, count) = get(&s.ch, &q).await.unwrap();
     assert_eq!((body.as_str(), redelivered, count), ("0", true, 1));
 
-    s.ch.basic_reject(tag, BasicRejectOptions { requeue: false })
-        .await
-        .unwrap();
+    s.ch.basic_reject(tag, BasicRejectOptions { requeue: false }).await.unwrap();
     let (body, _, redelivered, count) = get(&s.ch, &q).await.unwrap();
     assert_eq!((body.as_str(), redelivered, count), ("1", false, 0));
     delete_queue(&s.conn, &q).await;
@@ -300,18 +217,10 @@ async fn recover_requeue_redelivers_unacked() {
     publish_confirmed(&s.conn, &q, 3).await;
     let (_, first, _, _) = get(&s.ch, &q).await.unwrap();
     get(&s.ch, &q).await.unwrap();
-    s.ch.basic_ack(first, BasicAckOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_ack(first, BasicAckOptions::default()).await.unwrap();
 
-    s.ch.basic_recover(BasicRecoverOptions { requeue: true })
-        .await
-        .unwrap();
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        2,
-        "message 1 requeued next to message 2"
-    );
+    s.ch.basic_recover(BasicRecoverOptions { requeue: true }).await.unwrap();
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 2, "message 1 requeued next to message 2");
     let (body, _, redelivered, _) = get(&s.ch, &q).await.unwrap();
     assert_eq!((body.as_str(), redelivered), ("1", true));
     let (body, _, redelivered, _) = get(&s.ch, &q).await.unwrap();
@@ -328,9 +237,7 @@ async fn recover_requeue_redelivers_to_consumer() {
     publish(&s.ch, &q, b"once").await;
     let d = next_delivery(&mut c).await;
     assert!(!d.redelivered);
-    s.ch.basic_recover(BasicRecoverOptions { requeue: true })
-        .await
-        .unwrap();
+    s.ch.basic_recover(BasicRecoverOptions { requeue: true }).await.unwrap();
     let d2 = next_delivery(&mut c).await;
     assert_eq!(text(&d2), "once");
     assert!(d2.redelivered);

@@ -4,9 +4,7 @@ mod common_b;
 
 use common_b::*;
 use futures_lite::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,11 +13,7 @@ async fn no_ack_consumer_receives_messages() {
     let q = declare_queue(&s.ch, "consume-noack").await;
     let mut c = consume(&s.ch, &q, "noack", true).await;
     assert_eq!(c.tag().as_str(), "noack");
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.1,
-        1,
-        "one consumer registered"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.1, 1, "one consumer registered");
 
     for i in 0..3 {
         publish(&s.ch, &q, format!("m{i}").as_bytes()).await;
@@ -27,11 +21,7 @@ async fn no_ack_consumer_receives_messages() {
     for i in 0..3 {
         let d = next_delivery(&mut c).await;
         assert_eq!(text(&d), format!("m{i}"));
-        assert_eq!(
-            d.delivery_tag,
-            i + 1,
-            "delivery tags start at 1 and increase by 1"
-        );
+        assert_eq!(d.delivery_tag, i + 1, "delivery tags start at 1 and increase by 1");
         assert_eq!(d.exchange.as_str(), "");
         assert_eq!(d.routing_key.as_str(), q);
         assert!(!d.redelivered);
@@ -49,10 +39,7 @@ async fn exclusive_consumer_refuses_others_403() {
         s.ch.basic_consume(
             q.as_str().into(),
             "owner".into(),
-            BasicConsumeOptions {
-                exclusive: true,
-                ..Default::default()
-            },
+            BasicConsumeOptions { exclusive: true, ..Default::default() },
             FieldTable::default(),
         )
         .await
@@ -60,18 +47,10 @@ async fn exclusive_consumer_refuses_others_403() {
 
     let ch2 = s.conn.create_channel().await.unwrap();
     let res = ch2
-        .basic_consume(
-            q.as_str().into(),
-            "second".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+        .basic_consume(q.as_str().into(), "second".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await;
     let text = expect_code(res, 403);
-    assert_eq!(
-        text,
-        format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use")
-    );
+    assert_eq!(text, format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"));
     assert!(!ch2.status().connected(), "403 closes the channel");
     assert!(s.conn.status().connected(), "but not the connection");
 
@@ -90,18 +69,12 @@ async fn exclusive_consume_on_queue_with_consumer_403() {
         .basic_consume(
             q.as_str().into(),
             "wants-exclusive".into(),
-            BasicConsumeOptions {
-                exclusive: true,
-                ..Default::default()
-            },
+            BasicConsumeOptions { exclusive: true, ..Default::default() },
             FieldTable::default(),
         )
         .await;
     let text = expect_code(res, 403);
-    assert_eq!(
-        text,
-        format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use")
-    );
+    assert_eq!(text, format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"));
     delete_queue(&s.conn, &q).await;
 }
 
@@ -118,9 +91,7 @@ async fn empty_tag_gets_server_generated_tag() {
     assert_ne!(t1, t2, "generated tags are unique");
 
     // The generated tag is the one deliveries and cancel use.
-    s.ch.basic_cancel(t2.as_str().into(), BasicCancelOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_cancel(t2.as_str().into(), BasicCancelOptions::default()).await.unwrap();
     publish(&s.ch, &q, b"hi").await;
     let d = next_delivery(&mut c1).await;
     assert_eq!(text(&d), "hi");
@@ -135,19 +106,11 @@ async fn duplicate_consumer_tag_closes_connection_530() {
     let q = declare_queue(&s.ch, "consume-dup").await;
     let _c = consume(&s.ch, &q, "dup", false).await;
     let res =
-        s.ch.basic_consume(
-            q.as_str().into(),
-            "dup".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await;
+        s.ch.basic_consume(q.as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await;
     let err = res.expect_err("duplicate tag must fail");
     assert_eq!(reply_code(&err), Some(530));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "NOT_ALLOWED - attempt to reuse consumer tag 'dup'"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "NOT_ALLOWED - attempt to reuse consumer tag 'dup'");
     assert!(err.is_amqp_hard_error());
     assert!(!s.conn.status().connected());
 
@@ -178,13 +141,9 @@ async fn cancel_stops_deliveries() {
     d.ack(BasicAckOptions::default()).await.unwrap();
 
     // basic_cancel resolves when cancel-ok arrives.
-    s.ch.basic_cancel("to-cancel".into(), BasicCancelOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_cancel("to-cancel".into(), BasicCancelOptions::default()).await.unwrap();
     // lapin ends the consumer's stream on cancel-ok.
-    let end = tokio::time::timeout(PATIENCE, c.next())
-        .await
-        .expect("stream ends after cancel");
+    let end = tokio::time::timeout(PATIENCE, c.next()).await.expect("stream ends after cancel");
     assert!(end.is_none(), "{end:?}");
     assert_eq!(queue_counts(&s.conn, &q).await.1, 0, "consumer gone");
 
@@ -198,9 +157,7 @@ async fn cancel_stops_deliveries() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_unknown_tag_is_ok() {
     let s = session().await;
-    s.ch.basic_cancel("never-registered".into(), BasicCancelOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_cancel("never-registered".into(), BasicCancelOptions::default()).await.unwrap();
     sync(&s.ch).await;
 }
 
@@ -213,19 +170,11 @@ async fn queue_deletion_cancels_consumers() {
     let mut c = consume(&s.ch, &q, "doomed", false).await;
 
     let ch2 = s.conn.create_channel().await.unwrap();
-    let deleted = ch2
-        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .unwrap();
+    let deleted = ch2.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
     assert_eq!(deleted, 0, "queue was empty");
 
-    let end = tokio::time::timeout(PATIENCE, c.next())
-        .await
-        .expect("broker cancel arrives");
-    assert!(
-        end.is_none(),
-        "consumer stream ends on basic.cancel, got {end:?}"
-    );
+    let end = tokio::time::timeout(PATIENCE, c.next()).await.expect("broker cancel arrives");
+    assert!(end.is_none(), "consumer stream ends on basic.cancel, got {end:?}");
     // It was a consumer cancellation, not a channel error.
     assert!(s.ch.status().connected());
     sync(&s.ch).await;
@@ -262,14 +211,8 @@ async fn round_robin_between_two_consumers() {
     let first = got_a[0] % 2;
     assert!(got_a.iter().all(|i| i % 2 == first), "a got {got_a:?}");
     assert!(got_b.iter().all(|i| i % 2 != first), "b got {got_b:?}");
-    assert!(
-        got_a.windows(2).all(|w| w[0] < w[1]),
-        "a in order: {got_a:?}"
-    );
-    assert!(
-        got_b.windows(2).all(|w| w[0] < w[1]),
-        "b in order: {got_b:?}"
-    );
+    assert!(got_a.windows(2).all(|w| w[0] < w[1]), "a in order: {got_a:?}");
+    assert!(got_b.windows(2).all(|w| w[0] < w[1]), "b in order: {got_b:?}");
     assert_eq!(queue_counts(&s.conn, &q).await.0, 0);
     delete_queue(&s.conn, &q).await;
 }
@@ -314,13 +257,7 @@ async fn consume_missing_queue_404() {
     let s = session().await;
     let q = unique("no-such-queue");
     let res =
-        s.ch.basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await;
+        s.ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await;
     let text = expect_code(res, 404);
     assert_eq!(text, format!("NOT_FOUND - no queue '{q}' in vhost '/'"));
 }

@@ -18,20 +18,14 @@ async fn default_exchange_routes_by_queue_name() {
     // A routing key naming no queue goes nowhere (and is not an error without mandatory).
     publish(&s.ch, &unique("no-such-queue"), b"lost").await;
 
-    let m1 =
-        s.ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
+    let m1 = s.ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
     let m1 = m1.expect("q1 has its message");
     assert_eq!(m1.delivery.data, b"to-q1");
     assert_eq!(m1.delivery.exchange.as_str(), "");
     assert_eq!(m1.delivery.routing_key.as_str(), q1);
     assert_eq!(m1.message_count, 0);
 
-    let m2 =
-        s.ch.basic_get(q2.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
+    let m2 = s.ch.basic_get(q2.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
     assert_eq!(m2.expect("q2 has its message").delivery.data, b"to-q2");
 
     assert_eq!(queue_counts(&s.conn, &q1).await.0, 0);
@@ -50,10 +44,7 @@ async fn amq_default_is_not_an_exchange_name() {
     publish_props(&s.ch, "amq.default", &q, b"x", BasicProperties::default()).await;
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(404));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "NOT_FOUND - no exchange 'amq.default' in vhost '/'"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "NOT_FOUND - no exchange 'amq.default' in vhost '/'");
     assert_eq!(queue_counts(&s.conn, &q).await.0, 0);
     delete_queue(&s.conn, &q).await;
 }
@@ -74,10 +65,7 @@ async fn mandatory_unroutable_is_returned_with_no_route() {
     s.ch.basic_publish(
         x.as_str().into(),
         "nowhere".into(),
-        BasicPublishOptions {
-            mandatory: true,
-            immediate: false,
-        },
+        BasicPublishOptions { mandatory: true, immediate: false },
         b"bounce me",
         props.clone(),
     )
@@ -106,10 +94,7 @@ async fn mandatory_unroutable_is_returned_with_no_route() {
     s.ch.basic_publish(
         "".into(),
         q.as_str().into(),
-        BasicPublishOptions {
-            mandatory: true,
-            immediate: false,
-        },
+        BasicPublishOptions { mandatory: true, immediate: false },
         b"routed",
         BasicProperties::default(),
     )
@@ -135,10 +120,7 @@ async fn publish_to_missing_exchange_closes_channel_404() {
     publish_props(&s.ch, &missing, "k", b"x", BasicProperties::default()).await;
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(404));
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        format!("NOT_FOUND - no exchange '{missing}' in vhost '/'")
-    );
+    assert_eq!(reply_text(&err).unwrap(), format!("NOT_FOUND - no exchange '{missing}' in vhost '/'"));
     assert!(err.is_amqp_soft_error());
     assert!(!s.ch.status().connected());
 
@@ -158,10 +140,7 @@ async fn immediate_flag_closes_connection_540() {
     s.ch.basic_publish(
         "".into(),
         q.as_str().into(),
-        BasicPublishOptions {
-            mandatory: false,
-            immediate: true,
-        },
+        BasicPublishOptions { mandatory: false, immediate: true },
         b"now!",
         BasicProperties::default(),
     )
@@ -169,10 +148,7 @@ async fn immediate_flag_closes_connection_540() {
     .unwrap();
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(540), "{err}");
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        "NOT_IMPLEMENTED - immediate=true"
-    );
+    assert_eq!(reply_text(&err).unwrap(), "NOT_IMPLEMENTED - immediate=true");
     assert!(err.is_amqp_hard_error());
     assert!(!s.conn.status().connected());
 

@@ -15,9 +15,7 @@ async fn every_publish_is_acked() {
     const N: usize = 500;
     let s = session().await;
     let q = declare_queue(&s.ch, "confirm-all").await;
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     assert!(s.ch.status().confirm());
 
     let mut pending = Vec::with_capacity(N);
@@ -35,17 +33,9 @@ async fn every_publish_is_acked() {
         pending.push(confirm);
     }
     for (i, confirm) in pending.into_iter().enumerate() {
-        assert_eq!(
-            confirm.await.unwrap(),
-            Confirmation::Ack(None),
-            "publish {i}"
-        );
+        assert_eq!(confirm.await.unwrap(), Confirmation::Ack(None), "publish {i}");
     }
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        N as u32,
-        "acked means enqueued"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, N as u32, "acked means enqueued");
     delete_queue(&s.conn, &q).await;
 }
 
@@ -54,9 +44,7 @@ async fn every_publish_is_acked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unroutable_publish_is_acked() {
     let s = session().await;
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let confirm =
         s.ch.basic_publish(
             "amq.direct".into(),
@@ -85,36 +73,22 @@ async fn confirm_delivery_tags_count_publishes_from_one() {
     let s = session().await;
     let q = declare_queue(&s.ch, "confirm-tags").await;
     let mut raw = Raw::open(&s.broker.host_port()).await;
-    raw.method(
-        1,
-        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-            nowait: false,
-        })),
-    )
-    .await;
+    raw.method(1, AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }))).await;
     match raw.recv().await {
         AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))) => {}
         other => panic!("expected confirm.select-ok, got {other:?}"),
     }
     for i in 0..N {
         // Every 7th publish is unroutable: it still takes a sequence number.
-        let rk = if i % 7 == 3 {
-            "no-such-queue-for-confirm-tags"
-        } else {
-            q.as_str()
-        };
-        raw.publish(1, "", rk, false, i.to_string().as_bytes())
-            .await;
+        let rk = if i % 7 == 3 { "no-such-queue-for-confirm-tags" } else { q.as_str() };
+        raw.publish(1, "", rk, false, i.to_string().as_bytes()).await;
     }
     let mut unconfirmed: std::collections::BTreeSet<u64> = (1..=N).collect();
     while !unconfirmed.is_empty() {
         match raw.recv().await {
             AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(ack))) => {
                 let tag = ack.delivery_tag;
-                assert!(
-                    unconfirmed.contains(&tag),
-                    "ack for tag {tag}, which is not outstanding"
-                );
+                assert!(unconfirmed.contains(&tag), "ack for tag {tag}, which is not outstanding");
                 if ack.multiple {
                     unconfirmed.retain(|t| *t > tag);
                 } else {
@@ -136,37 +110,19 @@ async fn confirms_for_one_queue_rise_to_n() {
     let s = session().await;
     let q = declare_queue(&s.ch, "confirm-tags-ordered").await;
     let mut raw = Raw::open(&s.broker.host_port()).await;
-    raw.method(
-        1,
-        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-            nowait: false,
-        })),
-    )
-    .await;
-    assert!(matches!(
-        raw.recv().await,
-        AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
-    ));
+    raw.method(1, AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }))).await;
+    assert!(matches!(raw.recv().await, AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))));
     for i in 0..N {
-        raw.publish(1, "", &q, false, i.to_string().as_bytes())
-            .await;
+        raw.publish(1, "", &q, false, i.to_string().as_bytes()).await;
     }
     let mut confirmed = 0u64;
     while confirmed < N {
         match raw.recv().await {
             AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(ack))) => {
-                assert!(
-                    ack.delivery_tag > confirmed,
-                    "tag {} after {confirmed}",
-                    ack.delivery_tag
-                );
+                assert!(ack.delivery_tag > confirmed, "tag {} after {confirmed}", ack.delivery_tag);
                 assert!(ack.delivery_tag <= N);
                 if !ack.multiple {
-                    assert_eq!(
-                        ack.delivery_tag,
-                        confirmed + 1,
-                        "a single ack skipped a tag"
-                    );
+                    assert_eq!(ack.delivery_tag, confirmed + 1, "a single ack skipped a tag");
                 }
                 confirmed = ack.delivery_tag;
             }
@@ -181,18 +137,13 @@ async fn confirms_for_one_queue_rise_to_n() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mandatory_unroutable_returned_then_acked() {
     let s = session().await;
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let rk = unique("nobody-home");
     let confirmation =
         s.ch.basic_publish(
             "".into(),
             rk.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            },
+            BasicPublishOptions { mandatory: true, immediate: false },
             b"returned",
             BasicProperties::default().with_priority(3),
         )
@@ -201,18 +152,13 @@ async fn mandatory_unroutable_returned_then_acked() {
         .await
         .unwrap();
     assert!(confirmation.is_ack(), "{confirmation:?}");
-    let returned = confirmation
-        .take_message()
-        .expect("the ack carries the returned message");
+    let returned = confirmation.take_message().expect("the ack carries the returned message");
     assert_eq!(returned.reply_code, 312);
     assert_eq!(returned.reply_text.as_str(), "NO_ROUTE");
     assert_eq!(returned.delivery.exchange.as_str(), "");
     assert_eq!(returned.delivery.routing_key.as_str(), rk);
     assert_eq!(returned.delivery.data, b"returned");
-    assert_eq!(
-        returned.delivery.properties,
-        BasicProperties::default().with_priority(3)
-    );
+    assert_eq!(returned.delivery.properties, BasicProperties::default().with_priority(3));
 }
 
 /// The order on the wire: basic.return, its content, then basic.ack for the same publish.
@@ -220,19 +166,9 @@ async fn mandatory_unroutable_returned_then_acked() {
 async fn return_precedes_ack_on_the_wire() {
     let b = warren_it::start();
     let mut raw = Raw::open(&b.host_port()).await;
-    raw.method(
-        1,
-        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-            nowait: false,
-        })),
-    )
-    .await;
-    assert!(matches!(
-        raw.recv().await,
-        AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
-    ));
-    raw.publish(1, "", &unique("nobody-home"), true, b"xyz")
-        .await;
+    raw.method(1, AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }))).await;
+    assert!(matches!(raw.recv().await, AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))));
+    raw.publish(1, "", &unique("nobody-home"), true, b"xyz").await;
     match raw.recv().await {
         AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Return(r))) => {
             assert_eq!(r.reply_code, 312);
@@ -260,9 +196,7 @@ async fn return_precedes_ack_on_the_wire() {
 async fn publish_to_missing_exchange_on_confirm_channel_404() {
     let s = session().await;
     let mut events = s.conn.events_listener();
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let missing = unique("no-such-exchange");
     let confirm =
         s.ch.basic_publish(
@@ -274,14 +208,9 @@ async fn publish_to_missing_exchange_on_confirm_channel_404() {
         )
         .await
         .unwrap();
-    let err = confirm
-        .await
-        .expect_err("no ack for a publish that closed the channel");
+    let err = confirm.await.expect_err("no ack for a publish that closed the channel");
     assert_eq!(reply_code(&err), Some(404), "{err}");
-    assert_eq!(
-        reply_text(&err).unwrap(),
-        format!("NOT_FOUND - no exchange '{missing}' in vhost '/'")
-    );
+    assert_eq!(reply_text(&err).unwrap(), format!("NOT_FOUND - no exchange '{missing}' in vhost '/'"));
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(404));
     assert!(s.conn.status().connected());
@@ -290,12 +219,8 @@ async fn publish_to_missing_exchange_on_confirm_channel_404() {
 #[tokio::test(flavor = "multi_thread")]
 async fn confirm_select_is_idempotent() {
     let s = session().await;
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let c =
         s.ch.basic_publish(
             "amq.direct".into(),
@@ -314,14 +239,9 @@ async fn confirm_select_is_idempotent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tx_select_on_confirm_channel_406() {
     let s = session().await;
-    s.ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    s.ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let text = expect_code(s.ch.tx_select().await, 406);
-    assert_eq!(
-        text,
-        "PRECONDITION_FAILED - cannot switch from confirm to tx mode"
-    );
+    assert_eq!(text, "PRECONDITION_FAILED - cannot switch from confirm to tx mode");
     assert!(s.conn.status().connected());
 }
 
@@ -329,14 +249,8 @@ async fn tx_select_on_confirm_channel_406() {
 async fn confirm_select_on_tx_channel_406() {
     let s = session().await;
     s.ch.tx_select().await.unwrap();
-    let text = expect_code(
-        s.ch.confirm_select(ConfirmSelectOptions::default()).await,
-        406,
-    );
-    assert_eq!(
-        text,
-        "PRECONDITION_FAILED - cannot switch from tx to confirm mode"
-    );
+    let text = expect_code(s.ch.confirm_select(ConfirmSelectOptions::default()).await, 406);
+    assert_eq!(text, "PRECONDITION_FAILED - cannot switch from tx to confirm mode");
     assert!(s.conn.status().connected());
 }
 
@@ -346,14 +260,9 @@ async fn confirm_select_on_tx_channel_406() {
 async fn no_acks_without_confirm_select() {
     let s = session().await;
     let q = declare_queue(&s.ch, "confirm-none").await;
-    let c =
-        s.ch.basic_publish(
-            "".into(),
-            q.as_str().into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
+    let c = s
+        .ch
+        .basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), b"x", BasicProperties::default())
         .await
         .unwrap()
         .await

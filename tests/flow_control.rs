@@ -38,18 +38,9 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
     // Consumer: small prefetch, so the broker must hold (almost) everything itself.
     let mut consumer = Raw::open(&b.host_port()).await;
     consumer
-        .method(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                prefetch_count: PREFETCH,
-                global: false,
-            })),
-        )
+        .method(1, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: PREFETCH, global: false })))
         .await;
-    assert!(matches!(
-        consumer.recv().await,
-        AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
-    ));
+    assert!(matches!(consumer.recv().await, AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))));
     consumer
         .method(
             1,
@@ -64,10 +55,7 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
             })),
         )
         .await;
-    assert!(matches!(
-        consumer.recv().await,
-        AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
-    ));
+    assert!(matches!(consumer.recv().await, AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))));
     let consumer_task = tokio::spawn(async move {
         for i in 0..N {
             match consumer.recv().await {
@@ -82,19 +70,12 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
                 AMQPFrame::Header(1, h) => assert_eq!(h.body_size, body.len() as u64),
                 other => panic!("expected content header #{i}, got {other}"),
             }
-            assert_eq!(
-                consumer.recv().await,
-                AMQPFrame::Body(1, body),
-                "delivery {i} out of order"
-            );
+            assert_eq!(consumer.recv().await, AMQPFrame::Body(1, body), "delivery {i} out of order");
             if (i + 1) % ACK_EVERY == 0 || i + 1 == N {
                 consumer
                     .method(
                         1,
-                        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                            delivery_tag: i + 1,
-                            multiple: true,
-                        })),
+                        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: i + 1, multiple: true })),
                     )
                     .await;
             }
@@ -105,22 +86,12 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
     // Publisher: confirms on; one task writes every publish without waiting for anything,
     // another collects the confirms.
     let mut publisher = Raw::open(&b.host_port()).await;
-    publisher
-        .method(
-            1,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-                nowait: false,
-            })),
-        )
-        .await;
+    publisher.method(1, AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }))).await;
     assert!(matches!(
         publisher.recv().await,
         AMQPFrame::Method(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
     ));
-    let Raw {
-        reader: mut confirms_in,
-        writer: mut publishes_out,
-    } = publisher;
+    let Raw { reader: mut confirms_in, writer: mut publishes_out } = publisher;
     let qname = q.clone();
     let writer_task = tokio::spawn(async move {
         let mut next = 0;
@@ -143,10 +114,7 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
             match confirms_in.recv().await {
                 AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(ack))) => {
                     let tag = ack.delivery_tag;
-                    assert!(
-                        (1..=N).contains(&tag) && !acked[tag as usize],
-                        "bad or repeated ack {tag}"
-                    );
+                    assert!((1..=N).contains(&tag) && !acked[tag as usize], "bad or repeated ack {tag}");
                     let from = if ack.multiple { low } else { tag };
                     for t in from..=tag {
                         if !acked[t as usize] {
@@ -164,14 +132,8 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
         confirms_in
     });
 
-    let _publishes_out = tokio::time::timeout(DEADLINE, writer_task)
-        .await
-        .expect("publishing stalled")
-        .unwrap();
-    let _confirms_in = tokio::time::timeout(DEADLINE, confirm_task)
-        .await
-        .expect("confirms stalled")
-        .unwrap();
+    let _publishes_out = tokio::time::timeout(DEADLINE, writer_task).await.expect("publishing stalled").unwrap();
+    let _confirms_in = tokio::time::timeout(DEADLINE, confirm_task).await.expect("confirms stalled").unwrap();
     let mut consumer = tokio::time::timeout(DEADLINE, consumer_task)
         .await
         .expect("consumer did not receive every message in time")
@@ -181,22 +143,12 @@ async fn fast_publisher_slow_consumer_loses_nothing() {
     // last multiple ack has been sent; a qos round-trip on the consumer's channel makes sure
     // the broker has processed it before we look.
     consumer
-        .method(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                prefetch_count: PREFETCH,
-                global: false,
-            })),
-        )
+        .method(1, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: PREFETCH, global: false })))
         .await;
     match consumer.recv().await {
         AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::QosOk(_))) => {}
         other => panic!("expected basic.qos-ok (no further delivery), got {other}"),
     }
-    assert_eq!(
-        queue_counts(&setup, &q).await,
-        (0, 1),
-        "queue drained, consumer still attached"
-    );
+    assert_eq!(queue_counts(&setup, &q).await, (0, 1), "queue drained, consumer still attached");
     delete_queue(&setup, &q).await;
 }

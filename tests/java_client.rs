@@ -11,16 +11,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const SOURCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/java/WarrenJavaTest.java"
-);
+const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/WarrenJavaTest.java");
 /// amqp-client 5.0.0 needs slf4j-api at runtime; slf4j-nop keeps slf4j from warning on stderr.
-const JARS: [&str; 3] = [
-    "/usr/share/java/amqp-client.jar",
-    "/usr/share/java/slf4j-api.jar",
-    "/usr/share/java/slf4j-nop.jar",
-];
+const JARS: [&str; 3] =
+    ["/usr/share/java/amqp-client.jar", "/usr/share/java/slf4j-api.jar", "/usr/share/java/slf4j-nop.jar"];
 /// Number of checks in WarrenJavaTest.java; a summary with fewer passes means checks went missing.
 const EXPECTED_PASSES: usize = 16;
 /// Whole-run bound: each client call inside has its own 5 s timeout, so this only trips on a hang.
@@ -73,38 +67,18 @@ fn java_client_interop() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&classes);
 
-    let failures: Vec<&str> = stdout
-        .iter()
-        .filter(|l| l.starts_with("FAIL "))
-        .map(String::as_str)
-        .collect();
-    let (passed, failed) = summary(&stdout, "java").unwrap_or_else(|| {
-        panic!(
-            "no `java: N passed, M failed` line (exit {status}):\n{}",
-            stdout.join("\n")
-        )
-    });
-    assert_eq!(
-        failed,
-        0,
-        "Java client checks failed:\n{}",
-        failures.join("\n")
-    );
-    assert!(
-        passed >= EXPECTED_PASSES,
-        "only {passed} Java checks passed, expected {EXPECTED_PASSES}"
-    );
+    let failures: Vec<&str> = stdout.iter().filter(|l| l.starts_with("FAIL ")).map(String::as_str).collect();
+    let (passed, failed) = summary(&stdout, "java")
+        .unwrap_or_else(|| panic!("no `java: N passed, M failed` line (exit {status}):\n{}", stdout.join("\n")));
+    assert_eq!(failed, 0, "Java client checks failed:\n{}", failures.join("\n"));
+    assert!(passed >= EXPECTED_PASSES, "only {passed} Java checks passed, expected {EXPECTED_PASSES}");
     assert!(status.success(), "java exited with {status}");
 }
 
 /// A fresh directory under Cargo's per-target scratch space.
 fn scratch_dir(what: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{what}-{}-{nanos}", std::process::id()));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{what}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
@@ -112,12 +86,8 @@ fn scratch_dir(what: &str) -> PathBuf {
 /// Runs `cmd`, echoing its stdout and stderr into the test output line by line as they come,
 /// and kills it if it runs past `timeout`. Returns the exit status and the stdout lines.
 fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client program");
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client program");
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let readers = [
         forward(child.stdout.take().expect("stdout"), false, tx.clone()),
@@ -138,10 +108,7 @@ fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "client program still running after {timeout:?}; output so far:\n{}",
-                    stdout.join("\n")
-                );
+                panic!("client program still running after {timeout:?}; output so far:\n{}", stdout.join("\n"));
             }
         }
     }
@@ -167,10 +134,7 @@ fn forward(
 
 /// Parses the last `PREFIX: N passed, M failed` line.
 fn summary(lines: &[String], prefix: &str) -> Option<(usize, usize)> {
-    let line = lines
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(": "))?;
+    let line = lines.iter().rev().find_map(|l| l.strip_prefix(prefix)?.strip_prefix(": "))?;
     let (passed, failed) = line.split_once(" passed, ")?;
     let failed = failed.strip_suffix(" failed")?;
     Some((passed.parse().ok()?, failed.parse().ok()?))

@@ -19,14 +19,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[test]
 fn pika_client_interop() {
-    let probe = Command::new("python3")
-        .args(["-c", "import pika"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run python3 ({e}): install Python 3, then run `bash tests/install-deps.sh`"
-            )
-        });
+    let probe = Command::new("python3").args(["-c", "import pika"]).output().unwrap_or_else(|e| {
+        panic!("cannot run python3 ({e}): install Python 3, then run `bash tests/install-deps.sh`")
+    });
     assert!(
         probe.status.success(),
         "pika is not importable by python3 ({}): run `bash tests/install-deps.sh` to install it",
@@ -44,34 +39,19 @@ fn pika_client_interop() {
     let (status, stdout) = run_streaming(python, RUN_TIMEOUT);
     drop(broker);
 
-    let failures: Vec<&str> = stdout
-        .iter()
-        .filter(|l| l.starts_with("FAIL "))
-        .map(String::as_str)
-        .collect();
-    let (passed, failed) = summary(&stdout, "pika").unwrap_or_else(|| {
-        panic!(
-            "no `pika: N passed, M failed` line (exit {status}):\n{}",
-            stdout.join("\n")
-        )
-    });
+    let failures: Vec<&str> = stdout.iter().filter(|l| l.starts_with("FAIL ")).map(String::as_str).collect();
+    let (passed, failed) = summary(&stdout, "pika")
+        .unwrap_or_else(|| panic!("no `pika: N passed, M failed` line (exit {status}):\n{}", stdout.join("\n")));
     assert_eq!(failed, 0, "pika checks failed:\n{}", failures.join("\n"));
-    assert!(
-        passed >= EXPECTED_PASSES,
-        "only {passed} pika checks passed, expected {EXPECTED_PASSES}"
-    );
+    assert!(passed >= EXPECTED_PASSES, "only {passed} pika checks passed, expected {EXPECTED_PASSES}");
     assert!(status.success(), "test_pika.py exited with {status}");
 }
 
 /// Runs `cmd`, echoing its stdout and stderr into the test output line by line as they come,
 /// and kills it if it runs past `timeout`. Returns the exit status and the stdout lines.
 fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client program");
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client program");
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let readers = [
         forward(child.stdout.take().expect("stdout"), false, tx.clone()),
@@ -92,10 +72,7 @@ fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "client program still running after {timeout:?}; output so far:\n{}",
-                    stdout.join("\n")
-                );
+                panic!("client program still running after {timeout:?}; output so far:\n{}", stdout.join("\n"));
             }
         }
     }
@@ -121,10 +98,7 @@ fn forward(
 
 /// Parses the last `PREFIX: N passed, M failed` line.
 fn summary(lines: &[String], prefix: &str) -> Option<(usize, usize)> {
-    let line = lines
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(": "))?;
+    let line = lines.iter().rev().find_map(|l| l.strip_prefix(prefix)?.strip_prefix(": "))?;
     let (passed, failed) = line.split_once(" passed, ")?;
     let failed = failed.strip_suffix(" failed")?;
     Some((passed.parse().ok()?, failed.parse().ok()?))

@@ -51,32 +51,14 @@ fn every_field_type() -> FieldTable {
     t.insert("i64".into(), AMQPValue::LongLongInt(i64::MIN));
     t.insert("f32".into(), AMQPValue::Float(3.5));
     t.insert("f64".into(), AMQPValue::Double(-1.25e300));
-    t.insert(
-        "decimal".into(),
-        AMQPValue::DecimalValue(DecimalValue {
-            scale: 3,
-            value: 123_456,
-        }),
-    );
-    t.insert(
-        "long-string".into(),
-        AMQPValue::LongString(LongString::from("x".repeat(1000))),
-    );
+    t.insert("decimal".into(), AMQPValue::DecimalValue(DecimalValue { scale: 3, value: 123_456 }));
+    t.insert("long-string".into(), AMQPValue::LongString(LongString::from("x".repeat(1000))));
     t.insert("empty-string".into(), AMQPValue::LongString("".into()));
-    t.insert(
-        "utf8-string".into(),
-        AMQPValue::LongString("h\u{e9}llo \u{2603}".into()),
-    );
-    t.insert(
-        "bytes".into(),
-        AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 2, 255])),
-    );
+    t.insert("utf8-string".into(), AMQPValue::LongString("h\u{e9}llo \u{2603}".into()));
+    t.insert("bytes".into(), AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 2, 255])));
     t.insert("timestamp".into(), AMQPValue::Timestamp(1_234_567_890));
     t.insert("table".into(), AMQPValue::FieldTable(inner));
-    t.insert(
-        "empty-table".into(),
-        AMQPValue::FieldTable(FieldTable::default()),
-    );
+    t.insert("empty-table".into(), AMQPValue::FieldTable(FieldTable::default()));
     t.insert(
         "array".into(),
         AMQPValue::FieldArray(FieldArray::from(vec![
@@ -87,10 +69,7 @@ fn every_field_type() -> FieldTable {
             AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::Void])),
         ])),
     );
-    t.insert(
-        "empty-array".into(),
-        AMQPValue::FieldArray(FieldArray::default()),
-    );
+    t.insert("empty-array".into(), AMQPValue::FieldArray(FieldArray::default()));
     t.insert("void".into(), AMQPValue::Void);
     t
 }
@@ -114,11 +93,7 @@ async fn every_basic_property_round_trips_via_get() {
     let q = declare_queue(&s.ch, "props-all-get").await;
     let props = every_property();
     publish_props(&s.ch, "", &q, b"payload", props.clone()).await;
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(m.delivery.properties, props);
     delete_queue(&s.conn, &q).await;
 }
@@ -129,11 +104,7 @@ async fn absent_properties_stay_absent() {
     let s = session().await;
     let q = declare_queue(&s.ch, "props-none").await;
     publish(&s.ch, &q, b"bare").await;
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(m.delivery.properties, BasicProperties::default());
     delete_queue(&s.conn, &q).await;
 }
@@ -164,36 +135,18 @@ async fn user_id_must_match_authenticated_user() {
     let s = session().await;
     let mut events = s.conn.events_listener();
     let q = declare_queue(&s.ch, "props-user-id").await;
-    publish_props(
-        &s.ch,
-        "",
-        &q,
-        b"ok",
-        BasicProperties::default().with_user_id("guest".into()),
-    )
-    .await;
+    publish_props(&s.ch, "", &q, b"ok", BasicProperties::default().with_user_id("guest".into())).await;
     sync(&s.ch).await;
     assert_eq!(queue_counts(&s.conn, &q).await.0, 1);
 
-    publish_props(
-        &s.ch,
-        "",
-        &q,
-        b"forged",
-        BasicProperties::default().with_user_id("mallory".into()),
-    )
-    .await;
+    publish_props(&s.ch, "", &q, b"forged", BasicProperties::default().with_user_id("mallory".into())).await;
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
     assert_eq!(
         reply_text(&err).unwrap(),
         "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'"
     );
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        1,
-        "the forged message was not enqueued"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 1, "the forged message was not enqueued");
     delete_queue(&s.conn, &q).await;
 }
 
@@ -219,32 +172,21 @@ async fn empty_body_round_trips() {
 async fn one_megabyte_body_round_trips() {
     let s = session().await;
     let q = declare_queue(&s.ch, "props-1mb").await;
-    let body: Vec<u8> = (0..1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let body: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     s.ch.confirm_select(Default::default()).await.unwrap();
     let confirm =
-        s.ch.basic_publish(
-            "".into(),
-            q.as_str().into(),
-            BasicPublishOptions::default(),
-            &body,
-            every_property(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        s.ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), &body, every_property())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     assert!(confirm.is_ack());
     let mut c = consume(&s.ch, &q, "c", true).await;
     let d = next_delivery(&mut c).await;
     assert_eq!(d.data.len(), body.len());
     assert!(d.data == body, "1 MiB body differs");
     assert_eq!(d.properties, every_property());
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
     assert!(m.is_none());
     delete_queue(&s.conn, &q).await;
 }

@@ -14,9 +14,7 @@ async fn per_consumer_prefetch_limits_unacked() {
     let s = session().await;
     let q = declare_queue(&s.ch, "qos-consumer").await;
     publish_confirmed(&s.conn, &q, 5).await;
-    s.ch.basic_qos(2, BasicQosOptions { global: false })
-        .await
-        .unwrap();
+    s.ch.basic_qos(2, BasicQosOptions { global: false }).await.unwrap();
     let mut c = consume(&s.ch, &q, "c", false).await;
 
     let d0 = next_delivery(&mut c).await;
@@ -32,9 +30,7 @@ async fn per_consumer_prefetch_limits_unacked() {
     assert_eq!(queue_counts(&s.conn, &q).await.0, 2);
 
     // A multiple ack of both outstanding messages frees two.
-    s.ch.basic_ack(d2.delivery_tag, BasicAckOptions { multiple: true })
-        .await
-        .unwrap();
+    s.ch.basic_ack(d2.delivery_tag, BasicAckOptions { multiple: true }).await.unwrap();
     let d3 = next_delivery(&mut c).await;
     let d4 = next_delivery(&mut c).await;
     assert_eq!((text(&d3).as_str(), text(&d4).as_str()), ("3", "4"));
@@ -51,9 +47,7 @@ async fn per_consumer_prefetch_is_per_consumer() {
     let qb = declare_queue(&s.ch, "qos-per-b").await;
     publish_confirmed(&s.conn, &qa, 5).await;
     publish_confirmed(&s.conn, &qb, 5).await;
-    s.ch.basic_qos(2, BasicQosOptions { global: false })
-        .await
-        .unwrap();
+    s.ch.basic_qos(2, BasicQosOptions { global: false }).await.unwrap();
     let mut a = consume(&s.ch, &qa, "a", false).await;
     let mut b = consume(&s.ch, &qb, "b", false).await;
     for _ in 0..2 {
@@ -74,28 +68,16 @@ async fn per_consumer_prefetch_applies_to_later_consumers_only() {
     let qb = declare_queue(&s.ch, "qos-late-b").await;
     publish_confirmed(&s.conn, &qa, 4).await;
     publish_confirmed(&s.conn, &qb, 4).await;
-    s.ch.basic_qos(1, BasicQosOptions { global: false })
-        .await
-        .unwrap();
+    s.ch.basic_qos(1, BasicQosOptions { global: false }).await.unwrap();
     let mut a = consume(&s.ch, &qa, "a", false).await;
-    s.ch.basic_qos(3, BasicQosOptions { global: false })
-        .await
-        .unwrap();
+    s.ch.basic_qos(3, BasicQosOptions { global: false }).await.unwrap();
     let mut b = consume(&s.ch, &qb, "b", false).await;
     next_delivery(&mut a).await;
     for _ in 0..3 {
         next_delivery(&mut b).await;
     }
-    assert_eq!(
-        queue_counts(&s.conn, &qa).await.0,
-        3,
-        "consumer a keeps prefetch 1"
-    );
-    assert_eq!(
-        queue_counts(&s.conn, &qb).await.0,
-        1,
-        "consumer b got prefetch 3"
-    );
+    assert_eq!(queue_counts(&s.conn, &qa).await.0, 3, "consumer a keeps prefetch 1");
+    assert_eq!(queue_counts(&s.conn, &qb).await.0, 1, "consumer b got prefetch 3");
     delete_queue(&s.conn, &qa).await;
     delete_queue(&s.conn, &qb).await;
 }
@@ -108,9 +90,7 @@ async fn global_prefetch_is_shared_by_the_channel() {
     let qb = declare_queue(&s.ch, "qos-global-b").await;
     publish_confirmed(&s.conn, &qa, 5).await;
     publish_confirmed(&s.conn, &qb, 5).await;
-    s.ch.basic_qos(3, BasicQosOptions { global: true })
-        .await
-        .unwrap();
+    s.ch.basic_qos(3, BasicQosOptions { global: true }).await.unwrap();
     let mut a = consume(&s.ch, &qa, "a", false).await;
     // Consumer a alone fills the channel's 3 slots before b exists.
     let mut held = Vec::new();
@@ -124,10 +104,7 @@ async fn global_prefetch_is_shared_by_the_channel() {
 
     // Freeing one slot on the channel lets exactly one more message through. Which queue
     // claims it first is not specified, so count across both queues.
-    held.remove(0)
-        .ack(BasicAckOptions::default())
-        .await
-        .unwrap();
+    held.remove(0).ack(BasicAckOptions::default()).await.unwrap();
     let extra = tokio::select! {
         d = next_delivery_opt(&mut a) => d,
         d = next_delivery_opt(&mut b) => d,
@@ -152,28 +129,16 @@ async fn per_consumer_and_global_combine() {
     let qb = declare_queue(&s.ch, "qos-both-b").await;
     publish_confirmed(&s.conn, &qa, 5).await;
     publish_confirmed(&s.conn, &qb, 5).await;
-    s.ch.basic_qos(2, BasicQosOptions { global: false })
-        .await
-        .unwrap();
-    s.ch.basic_qos(3, BasicQosOptions { global: true })
-        .await
-        .unwrap();
+    s.ch.basic_qos(2, BasicQosOptions { global: false }).await.unwrap();
+    s.ch.basic_qos(3, BasicQosOptions { global: true }).await.unwrap();
     let mut a = consume(&s.ch, &qa, "a", false).await;
     for _ in 0..2 {
         next_delivery(&mut a).await;
     }
-    assert_eq!(
-        queue_counts(&s.conn, &qa).await.0,
-        3,
-        "a stops at its own limit of 2"
-    );
+    assert_eq!(queue_counts(&s.conn, &qa).await.0, 3, "a stops at its own limit of 2");
     let mut b = consume(&s.ch, &qb, "b", false).await;
     next_delivery(&mut b).await;
-    assert_eq!(
-        queue_counts(&s.conn, &qb).await.0,
-        4,
-        "b gets the channel's last slot"
-    );
+    assert_eq!(queue_counts(&s.conn, &qb).await.0, 4, "b gets the channel's last slot");
     assert_no_more(&s.ch, &mut a).await;
     assert_no_more(&s.ch, &mut b).await;
     assert_eq!(queue_counts(&s.conn, &qa).await.0, 3);
@@ -187,18 +152,12 @@ async fn prefetch_zero_is_unlimited() {
     let s = session().await;
     let q = declare_queue(&s.ch, "qos-zero").await;
     publish_confirmed(&s.conn, &q, N).await;
-    s.ch.basic_qos(0, BasicQosOptions { global: false })
-        .await
-        .unwrap();
+    s.ch.basic_qos(0, BasicQosOptions { global: false }).await.unwrap();
     let mut c = consume(&s.ch, &q, "c", false).await;
     for i in 0..N {
         assert_eq!(text(&next_delivery(&mut c).await), i.to_string());
     }
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        0,
-        "all handed out without any ack"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 0, "all handed out without any ack");
     delete_queue(&s.conn, &q).await;
 }
 
@@ -210,15 +169,11 @@ async fn raising_global_prefetch_releases_more() {
     let s = session().await;
     let q = declare_queue(&s.ch, "qos-raise").await;
     publish_confirmed(&s.conn, &q, 5).await;
-    s.ch.basic_qos(1, BasicQosOptions { global: true })
-        .await
-        .unwrap();
+    s.ch.basic_qos(1, BasicQosOptions { global: true }).await.unwrap();
     let mut c = consume(&s.ch, &q, "c", false).await;
     next_delivery(&mut c).await;
     assert_eq!(queue_counts(&s.conn, &q).await.0, 4);
-    s.ch.basic_qos(3, BasicQosOptions { global: true })
-        .await
-        .unwrap();
+    s.ch.basic_qos(3, BasicQosOptions { global: true }).await.unwrap();
     next_delivery(&mut c).await;
     next_delivery(&mut c).await;
     assert_eq!(queue_counts(&s.conn, &q).await.0, 2);

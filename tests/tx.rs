@@ -23,16 +23,8 @@ async fn publishes_invisible_until_commit() {
     assert_eq!(queue_counts(&s.conn, &q).await.0, 3);
     let ch = s.conn.create_channel().await.unwrap();
     for i in 0..3 {
-        let m = ch
-            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            m.delivery.data,
-            format!("m{i}").into_bytes(),
-            "commit keeps publish order"
-        );
+        let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
+        assert_eq!(m.delivery.data, format!("m{i}").into_bytes(), "commit keeps publish order");
     }
     delete_queue(&s.conn, &q).await;
 }
@@ -53,11 +45,7 @@ async fn rollback_discards_publishes_and_tx_continues() {
     assert_eq!(queue_counts(&s.conn, &q).await.0, 0);
     s.ch.tx_commit().await.unwrap();
     assert_eq!(queue_counts(&s.conn, &q).await.0, 1);
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(m.delivery.data, b"kept");
     delete_queue(&s.conn, &q).await;
 }
@@ -69,22 +57,10 @@ async fn acks_apply_on_commit() {
     let q = declare_queue(&s.ch, "tx-ack-commit").await;
     publish_confirmed(&s.conn, &q, 2).await;
     s.ch.tx_select().await.unwrap();
-    let m1 =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    let m2 =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    s.ch.basic_ack(m1.delivery.delivery_tag, BasicAckOptions::default())
-        .await
-        .unwrap();
-    s.ch.basic_ack(m2.delivery.delivery_tag, BasicAckOptions::default())
-        .await
-        .unwrap();
+    let m1 = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    let m2 = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    s.ch.basic_ack(m1.delivery.delivery_tag, BasicAckOptions::default()).await.unwrap();
+    s.ch.basic_ack(m2.delivery.delivery_tag, BasicAckOptions::default()).await.unwrap();
     s.ch.tx_commit().await.unwrap();
     // Committed acks survive the channel's end: nothing is requeued.
     s.ch.close(200, "bye".into()).await.unwrap();
@@ -100,43 +76,19 @@ async fn rollback_forgets_acks_without_requeue() {
     let q = declare_queue(&s.ch, "tx-ack-rollback").await;
     publish_confirmed(&s.conn, &q, 2).await;
     s.ch.tx_select().await.unwrap();
-    let m1 =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    let m2 =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    s.ch.basic_ack(m2.delivery.delivery_tag, BasicAckOptions { multiple: true })
-        .await
-        .unwrap();
+    let m1 = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    let m2 = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    s.ch.basic_ack(m2.delivery.delivery_tag, BasicAckOptions { multiple: true }).await.unwrap();
     s.ch.tx_rollback().await.unwrap();
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        0,
-        "rollback does not requeue"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 0, "rollback does not requeue");
 
     // The rolled-back ack is gone, so the tags are still valid: ack one for real.
-    s.ch.basic_ack(m1.delivery.delivery_tag, BasicAckOptions::default())
-        .await
-        .unwrap();
+    s.ch.basic_ack(m1.delivery.delivery_tag, BasicAckOptions::default()).await.unwrap();
     s.ch.tx_commit().await.unwrap();
     s.ch.close(200, "bye".into()).await.unwrap();
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        1,
-        "only the still-unacked m2 is requeued"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 1, "only the still-unacked m2 is requeued");
     let ch = s.conn.create_channel().await.unwrap();
-    let m = ch
-        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .unwrap();
+    let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(m.delivery.data, b"1");
     assert!(m.delivery.redelivered);
     delete_queue(&s.conn, &q).await;
@@ -149,14 +101,8 @@ async fn uncommitted_ack_is_dropped_on_close() {
     let q = declare_queue(&s.ch, "tx-ack-uncommitted").await;
     publish_confirmed(&s.conn, &q, 1).await;
     s.ch.tx_select().await.unwrap();
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    s.ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
-        .await
-        .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    s.ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()).await.unwrap();
     sync(&s.ch).await;
     s.ch.close(200, "bye".into()).await.unwrap();
     assert_eq!(queue_counts(&s.conn, &q).await.0, 1);
@@ -170,30 +116,13 @@ async fn reject_requeue_applies_on_commit() {
     let q = declare_queue(&s.ch, "tx-reject").await;
     publish_confirmed(&s.conn, &q, 1).await;
     s.ch.tx_select().await.unwrap();
-    let m =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
-    s.ch.basic_reject(
-        m.delivery.delivery_tag,
-        BasicRejectOptions { requeue: true },
-    )
-    .await
-    .unwrap();
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    s.ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: true }).await.unwrap();
     sync(&s.ch).await;
-    assert_eq!(
-        queue_counts(&s.conn, &q).await.0,
-        0,
-        "not requeued before commit"
-    );
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 0, "not requeued before commit");
     s.ch.tx_commit().await.unwrap();
     assert_eq!(queue_counts(&s.conn, &q).await.0, 1);
-    let again =
-        s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .unwrap();
+    let again = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert!(again.delivery.redelivered);
     delete_queue(&s.conn, &q).await;
 }
@@ -207,20 +136,14 @@ async fn mandatory_return_happens_at_commit() {
     s.ch.basic_publish(
         "".into(),
         rk.as_str().into(),
-        BasicPublishOptions {
-            mandatory: true,
-            immediate: false,
-        },
+        BasicPublishOptions { mandatory: true, immediate: false },
         b"bounce",
         BasicProperties::default(),
     )
     .await
     .unwrap();
     sync(&s.ch).await;
-    assert!(
-        s.ch.wait_for_confirms().await.unwrap().is_empty(),
-        "nothing returned before commit"
-    );
+    assert!(s.ch.wait_for_confirms().await.unwrap().is_empty(), "nothing returned before commit");
     s.ch.tx_commit().await.unwrap();
     sync(&s.ch).await;
     let returned = s.ch.wait_for_confirms().await.unwrap();

@@ -8,13 +8,10 @@ pub mod raw;
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind, ExchangeKind,
-};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind, ExchangeKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,15 +24,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A name no other test (or earlier run against a shared broker) uses.
 pub fn unique(prefix: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "warren-it.{prefix}.{}.{nanos}.{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("warren-it.{prefix}.{}.{nanos}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 pub async fn connect(b: &TestBroker) -> Connection {
@@ -43,9 +33,7 @@ pub async fn connect(b: &TestBroker) -> Connection {
 }
 
 pub async fn connect_uri(uri: &str) -> Connection {
-    Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("connect to {uri}: {e}"))
+    Connection::connect(uri, ConnectionProperties::default()).await.unwrap_or_else(|e| panic!("connect to {uri}: {e}"))
 }
 
 /// A broker, one connection to it and one open channel.
@@ -97,41 +85,29 @@ pub async fn declare_queue(ch: &Channel, prefix: &str) -> String {
 
 pub async fn declare_queue_args(ch: &Channel, prefix: &str, args: FieldTable) -> String {
     let name = unique(prefix);
-    let q = ch
-        .queue_declare(name.as_str().into(), QueueDeclareOptions::default(), args)
-        .await
-        .expect("queue.declare");
+    let q = ch.queue_declare(name.as_str().into(), QueueDeclareOptions::default(), args).await.expect("queue.declare");
     assert_eq!(q.name().as_str(), name);
     name
 }
 
 pub async fn declare_exchange(ch: &Channel, prefix: &str, kind: ExchangeKind) -> String {
     let name = unique(prefix);
-    ch.exchange_declare(
-        name.as_str().into(),
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange.declare");
+    ch.exchange_declare(name.as_str().into(), kind, ExchangeDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("exchange.declare");
     name
 }
 
 /// Deletes a queue on a fresh channel (the test's channel may be closed by then).
 pub async fn delete_queue(conn: &Connection, name: &str) {
     let ch = conn.create_channel().await.expect("cleanup channel");
-    ch.queue_delete(name.into(), QueueDeleteOptions::default())
-        .await
-        .expect("queue.delete");
+    ch.queue_delete(name.into(), QueueDeleteOptions::default()).await.expect("queue.delete");
     let _ = ch.close(200, "bye".into()).await;
 }
 
 pub async fn delete_exchange(conn: &Connection, name: &str) {
     let ch = conn.create_channel().await.expect("cleanup channel");
-    ch.exchange_delete(name.into(), Default::default())
-        .await
-        .expect("exchange.delete");
+    ch.exchange_delete(name.into(), Default::default()).await.expect("exchange.delete");
     let _ = ch.close(200, "bye".into()).await;
 }
 
@@ -139,14 +115,7 @@ pub async fn delete_exchange(conn: &Connection, name: &str) {
 pub async fn queue_counts(conn: &Connection, name: &str) -> (u32, u32) {
     let ch = conn.create_channel().await.expect("counting channel");
     let q = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+        .queue_declare(name.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
         .await
         .expect("passive queue.declare");
     let _ = ch.close(200, "bye".into()).await;
@@ -158,31 +127,17 @@ pub async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
     publish_props(ch, "", queue, body, BasicProperties::default()).await
 }
 
-pub async fn publish_props(
-    ch: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    body: &[u8],
-    props: BasicProperties,
-) {
-    ch.basic_publish(
-        exchange.into(),
-        routing_key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .expect("basic.publish");
+pub async fn publish_props(ch: &Channel, exchange: &str, routing_key: &str, body: &[u8], props: BasicProperties) {
+    ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, props)
+        .await
+        .expect("basic.publish");
 }
 
 /// Publishes `n` messages whose bodies are "0", "1", ... on a confirm channel of its own, and
 /// waits until the broker has confirmed them all (so they are enqueued when this returns).
 pub async fn publish_confirmed(conn: &Connection, queue: &str, n: usize) {
     let ch = conn.create_channel().await.expect("publisher channel");
-    ch.confirm_select(Default::default())
-        .await
-        .expect("confirm.select");
+    ch.confirm_select(Default::default()).await.expect("confirm.select");
     for i in 0..n {
         publish(&ch, queue, i.to_string().as_bytes()).await;
     }
@@ -195,10 +150,7 @@ pub async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Cons
     ch.basic_consume(
         queue.into(),
         tag.into(),
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
+        BasicConsumeOptions { no_ack, ..Default::default() },
         FieldTable::default(),
     )
     .await
@@ -238,10 +190,7 @@ pub async fn sync(ch: &Channel) {
     ch.exchange_declare(
         "amq.direct".into(),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
+        ExchangeDeclareOptions { passive: true, ..Default::default() },
         FieldTable::default(),
     )
     .await
@@ -264,10 +213,7 @@ pub async fn channel_close_error(
         .exchange_declare(
             "amq.direct".into(),
             ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
+            ExchangeDeclareOptions { passive: true, ..Default::default() },
             FieldTable::default(),
         )
         .await;
@@ -279,9 +225,7 @@ pub async fn channel_close_error(
 }
 
 /// Next `Event::Error` on a connection's event stream.
-pub async fn next_error_event(
-    events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
-) -> lapin::Error {
+pub async fn next_error_event(events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin)) -> lapin::Error {
     loop {
         match tokio::time::timeout(PATIENCE, events.next()).await {
             Ok(Some(lapin::Event::Error(e))) => return e,

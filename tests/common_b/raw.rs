@@ -2,9 +2,7 @@
 //!
 //! lapin hides some wire details these tests need to see, e.g. the delivery tags and the
 //! `multiple` flag of publisher confirms. This client shows every frame the broker sends.
-use amq_protocol::frame::{
-    gen_frame, parse_frame, AMQPContentHeader, AMQPFrame, ProtocolVersion, WriteContext,
-};
+use amq_protocol::frame::{gen_frame, parse_frame, AMQPContentHeader, AMQPFrame, ProtocolVersion, WriteContext};
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass, BasicProperties};
 use amq_protocol::types::{FieldTable, LongString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -35,13 +33,10 @@ impl Raw {
         stream.set_nodelay(true).unwrap();
         let (r, w) = stream.into_split();
         let mut raw = Raw {
-            reader: RawReader {
-                stream: BufReader::with_capacity(256 * 1024, r),
-            },
+            reader: RawReader { stream: BufReader::with_capacity(256 * 1024, r) },
             writer: RawWriter { stream: w },
         };
-        raw.send(&AMQPFrame::ProtocolHeader(ProtocolVersion::amqp_0_9_1()))
-            .await;
+        raw.send(&AMQPFrame::ProtocolHeader(ProtocolVersion::amqp_0_9_1())).await;
         match raw.recv().await {
             AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(_))) => {}
             other => panic!("expected connection.start, got {other:?}"),
@@ -71,20 +66,14 @@ impl Raw {
         .await;
         raw.method(
             0,
-            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: "/".into(),
-            })),
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open { virtual_host: "/".into() })),
         )
         .await;
         match raw.recv().await {
             AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
             other => panic!("expected connection.open-ok, got {other:?}"),
         }
-        raw.method(
-            1,
-            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        )
-        .await;
+        raw.method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}))).await;
         match raw.recv().await {
             AMQPFrame::Method(1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))) => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
@@ -101,17 +90,8 @@ impl Raw {
     }
 
     /// basic.publish with a body small enough for one body frame.
-    pub async fn publish(
-        &mut self,
-        channel: u16,
-        exchange: &str,
-        routing_key: &str,
-        mandatory: bool,
-        body: &[u8],
-    ) {
-        self.writer
-            .publish(channel, exchange, routing_key, mandatory, body)
-            .await
+    pub async fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, mandatory: bool, body: &[u8]) {
+        self.writer.publish(channel, exchange, routing_key, mandatory, body).await
     }
 
     pub async fn recv(&mut self) -> AMQPFrame {
@@ -121,9 +101,7 @@ impl Raw {
 
 /// Appends the encoding of `frame` to `buf`.
 pub fn encode(frame: &AMQPFrame, buf: Vec<u8>) -> Vec<u8> {
-    gen_frame(frame)(WriteContext::from(buf))
-        .expect("encode frame")
-        .write
+    gen_frame(frame)(WriteContext::from(buf)).expect("encode frame").write
 }
 
 /// Appends a complete basic.publish (method, header, one body frame) to `buf`.
@@ -150,11 +128,7 @@ pub fn encode_publish(
     let buf = encode(
         &AMQPFrame::Header(
             channel,
-            AMQPContentHeader {
-                class_id: 60,
-                body_size: body.len() as u64,
-                properties: BasicProperties::default(),
-            },
+            AMQPContentHeader { class_id: 60, body_size: body.len() as u64, properties: BasicProperties::default() },
         ),
         buf,
     );
@@ -179,14 +153,7 @@ impl RawWriter {
         self.send(&AMQPFrame::Method(channel, class)).await;
     }
 
-    pub async fn publish(
-        &mut self,
-        channel: u16,
-        exchange: &str,
-        routing_key: &str,
-        mandatory: bool,
-        body: &[u8],
-    ) {
+    pub async fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, mandatory: bool, body: &[u8]) {
         let bytes = encode_publish(Vec::new(), channel, exchange, routing_key, mandatory, body);
         self.write_raw(&bytes).await;
     }
@@ -208,17 +175,11 @@ impl RawReader {
     async fn read_frame(&mut self) -> AMQPFrame {
         // type(1) channel(2) size(4), payload, frame-end(1)
         let mut head = [0u8; 7];
-        self.stream
-            .read_exact(&mut head)
-            .await
-            .expect("raw read frame header");
+        self.stream.read_exact(&mut head).await.expect("raw read frame header");
         let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
         let mut buf = head.to_vec();
         buf.resize(7 + size + 1, 0);
-        self.stream
-            .read_exact(&mut buf[7..])
-            .await
-            .expect("raw read frame payload");
+        self.stream.read_exact(&mut buf[7..]).await.expect("raw read frame payload");
         match parse_frame(buf.as_slice()) {
             Ok(([], frame)) => frame,
             other => panic!("unparsable frame {buf:?}: {other:?}"),

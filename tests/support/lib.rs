@@ -87,11 +87,8 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime");
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime");
         rt.block_on(async move {
             let server = warren_server::Server::bind(config).await.expect("bind test broker");
             addr_tx.send(server.amqp_addrs()[0]).expect("report address");

@@ -182,18 +182,21 @@ impl Broker {
 
     pub fn declare_exchange(&self, vhost: &VHost, d: &ExchangeDeclare) -> Result<Arc<Exchange>, BrokerError> {
         let _g = self.meta_lock.lock();
-        if d.passive {
-            return vhost.exchange(&d.name).ok_or_else(|| BrokerError::not_found("exchange", &d.name, &vhost.name));
-        }
+        // RabbitMQ refuses any declare of the default exchange, passive or not.
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
-        if names::is_reserved(&d.name) {
-            return Err(reserved("exchange", &d.name));
+        if d.passive {
+            return vhost.exchange(&d.name).ok_or_else(|| BrokerError::not_found("exchange", &d.name, &vhost.name));
         }
         let kind = ExchangeKind::parse(&d.kind)
             .ok_or_else(|| BrokerError::CommandInvalid(format!("unknown exchange type '{}'", d.kind)))?;
-        if let Some(e) = vhost.exchange(&d.name) {
+        let existing = vhost.exchange(&d.name);
+        // The reserved prefix only stops creating: an equivalent redeclare of amq.direct is fine.
+        if existing.is_none() && names::is_reserved(&d.name) {
+            return Err(reserved("exchange", &d.name));
+        }
+        if let Some(e) = existing {
             let m = &e.meta;
             let check = |arg, got: String, cur: String| {
                 if got != cur {
@@ -229,7 +232,10 @@ impl Broker {
             return Err(default_exchange_refused());
         }
         if names::is_reserved(name) {
-            return Err(reserved("exchange", name));
+            return Err(BrokerError::AccessRefused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                vhost.name
+            )));
         }
         let Some(e) = vhost.exchange(name) else {
             // RabbitMQ 3.x treats deleting a missing exchange as done.
@@ -326,8 +332,9 @@ impl Broker {
             id: self.next_queue_id.fetch_add(1, Ordering::Relaxed),
             name: name.as_str().into(),
             vhost: vhost.name.clone(),
-            // RabbitMQ never keeps an exclusive queue across restarts.
-            durable: d.durable && !d.exclusive,
+            // Kept as declared (redeclares compare it); the store never persists an
+            // exclusive queue, as RabbitMQ never keeps one across restarts.
+            durable: d.durable,
             exclusive_owner: d.exclusive.then_some(conn),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
@@ -357,7 +364,7 @@ impl Broker {
             return Err(BrokerError::Precondition(format!("queue '{name}' in vhost '{}' in use", vhost.name)));
         }
         if if_empty && q.message_count() > 0 {
-            return Err(BrokerError::Precondition(format!("queue '{name}' in vhost '{}' is not empty", vhost.name)));
+            return Err(BrokerError::Precondition(format!("queue '{name}' in vhost '{}' not empty", vhost.name)));
         }
         self.remove_queue(vhost, &q)
     }
@@ -418,7 +425,7 @@ impl Broker {
 
     fn record_of(vhost: &VHost, b: &BindSpec, source: &Exchange, dest: &Dest) -> BindingRecord {
         let dest_durable = match dest {
-            Dest::Queue(q) => q.meta.durable,
+            Dest::Queue(q) => q.meta.durable && q.meta.exclusive_owner.is_none(),
             Dest::Exchange(e) => e.meta.durable,
         };
         BindingRecord {
@@ -445,7 +452,12 @@ impl Broker {
 
     pub fn unbind(&self, vhost: &VHost, conn: ConnectionId, b: &BindSpec) -> Result<(), BrokerError> {
         let _g = self.meta_lock.lock();
-        let (source, dest) = self.binding_ends(vhost, conn, b)?;
+        let (source, dest) = match self.binding_ends(vhost, conn, b) {
+            Ok(ends) => ends,
+            // RabbitMQ 3.x: unbinding from or to something that does not exist is done.
+            Err(BrokerError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         self.log.record(&MetaChange::Unbind(Self::record_of(vhost, b, &source, &dest)))?;
         if source.remove_binding(&dest, &b.routing_key, &b.arguments)
             && source.meta.auto_delete

@@ -15,6 +15,10 @@ pub trait DurableListener: Send + Sync {
 pub struct StoredMessage {
     pub seq: u64,
     pub message: Arc<Message>,
+    /// Still in the store (persistent). Paged transient entries are removed from the store
+    /// as they are read back: from then on they live in memory only, like any transient
+    /// message, and settling them costs no store write.
+    pub persistent: bool,
 }
 
 pub trait MessageStore: Send + Sync {

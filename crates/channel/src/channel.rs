@@ -83,12 +83,13 @@ impl Channel {
     pub fn handle_method(&mut self, ctx: &ConnCtx, method: Method, io: &mut Io) -> Result<(), AmqpError> {
         let (class_id, method_id) = method.class_method();
         if let Some(p) = &self.pending {
+            // RabbitMQ names the publish whose content was cut short as the failing method.
             let what = if p.expects_header() { "content header" } else { "content body" };
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
-                format!("expected {what} for class 60, got non content frame instead"),
+                format!("expected {what} for class 60, got non {what} frame instead"),
             )
-            .on(class_id, method_id));
+            .on(60, 40));
         }
         let m = match method {
             Method::Publish(p) => {

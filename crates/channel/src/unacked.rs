@@ -85,7 +85,7 @@ mod tests {
     // exercise the tag bookkeeping through a real (in-memory) queue.
     fn list(tags: &[u64]) -> UnackedList {
         use warren_broker::{Broker, BrokerSettings, InMemoryOnly, QueueDeclare};
-        let b = Broker::new(BrokerSettings { queue_flow_threshold: 10 }, Box::new(InMemoryOnly));
+        let b = Broker::new(BrokerSettings::default(), Box::new(InMemoryOnly), None);
         let v = b.add_vhost("/").unwrap();
         let q = b.declare_queue(&v, 1, &QueueDeclare { name: "q".into(), ..Default::default() }).unwrap().queue;
         let mut l = UnackedList::default();
@@ -99,7 +99,7 @@ mod tests {
             l.push(Unacked {
                 tag: t,
                 queue: q.clone(),
-                message: QueuedMessage { seq: t, message, redelivered: false },
+                message: QueuedMessage { seq: t, message, redelivered: false, stored: false },
                 consumer: None,
             });
         }

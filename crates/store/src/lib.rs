@@ -119,7 +119,7 @@ impl MetadataLog for Store {
             MetaChange::DeclareExchange(m) if m.durable => {
                 self.meta_op(keys::exchange(&m.vhost, &m.name), Some(json(&meta::ExchangeRow::from_meta(m))))
             }
-            MetaChange::DeclareQueue(m) if m.durable => {
+            MetaChange::DeclareQueue(m) if m.durable && m.exclusive_owner.is_none() => {
                 self.meta_op(keys::queue(&m.vhost, &m.name), Some(json(&meta::QueueRow::from_meta(m))))
             }
             MetaChange::DeclareExchange(_) | MetaChange::DeclareQueue(_) => Ok(()),

@@ -154,7 +154,15 @@ impl Writer {
             }
             Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
             Op::Load { queue_id, from, max, reply } => {
-                let _ = reply.send(self.load(queue_id, from, max));
+                let (loaded, paged_keys) = self.load(queue_id, from, max);
+                let _ = reply.send(loaded);
+                // Transient entries now live in memory only; nothing needs them on disk
+                // (and removing them needs no flush: they would be dropped at restart anyway).
+                let mut batch = sled::Batch::default();
+                for k in paged_keys {
+                    batch.remove(k);
+                }
+                self.paged.apply_batch(batch)?;
             }
         }
         Ok(())
@@ -162,11 +170,12 @@ impl Writer {
 
     /// Merges the two trees' entries for the queue, in sequence order. A record that does
     /// not decode is logged and skipped, never fatal.
-    fn load(&self, queue_id: u64, from: u64, max: usize) -> Vec<StoredMessage> {
+    fn load(&self, queue_id: u64, from: u64, max: usize) -> (Vec<StoredMessage>, Vec<sled::IVec>) {
         let range = || keys::entry(queue_id, from)..=keys::entry(queue_id, u64::MAX);
         let mut a = self.persistent.range(range()).peekable();
         let mut b = self.paged.range(range()).peekable();
         let mut out = Vec::with_capacity(max.min(4096));
+        let mut paged_keys = Vec::new();
         while out.len() < max {
             let pick_a = match (a.peek(), b.peek()) {
                 (Some(Ok((ka, _))), Some(Ok((kb, _)))) => ka <= kb,
@@ -177,11 +186,14 @@ impl Writer {
             let next = if pick_a { a.next() } else { b.next() };
             let Some(Ok((k, v))) = next else { continue };
             let Some((_, seq)) = keys::parse_entry(&k) else { continue };
+            if !pick_a {
+                paged_keys.push(k.clone());
+            }
             match record::decode(&v) {
-                Some(m) => out.push(StoredMessage { seq, message: Arc::new(m) }),
+                Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent: pick_a }),
                 None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
             }
         }
-        out
+        (out, paged_keys)
     }
 }

@@ -161,7 +161,7 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let persist = self.meta.durable && message.is_persistent();
+        let persist = self.meta.durable && self.meta.exclusive_owner.is_none() && message.is_persistent();
         let mut needs_sync = false;
         if let Some(store) = &self.storage.store {
             let size = message.memory_size();
@@ -386,9 +386,10 @@ impl Queue {
         }
     }
 
-    /// The next ready message, paging in from the store when memory has run dry.
+    /// The next ready message, paging in from the store when memory runs low (before it
+    /// runs dry, so a consumer that caught up rarely waits on a read).
     fn take_front(&self, st: &mut State) -> Option<QueuedMessage> {
-        if st.ready.in_memory() == 0 && st.ready.disk_count > 0 {
+        if st.ready.in_memory() <= PAGE_IN_BATCH / 4 && st.ready.disk_count > 0 {
             self.page_in(st);
         }
         let m = st.ready.pop_front()?;
@@ -411,7 +412,12 @@ impl Queue {
         let recovered = st.recovered_delivered;
         let items: Vec<QueuedMessage> = loaded
             .into_iter()
-            .map(|m| QueuedMessage { seq: m.seq, message: m.message, redelivered: m.seq <= recovered, stored: true })
+            .map(|m| QueuedMessage {
+                seq: m.seq,
+                message: m.message,
+                redelivered: m.seq <= recovered,
+                stored: m.persistent,
+            })
             .collect();
         let bytes: usize = items.iter().map(|m| m.message.memory_size()).sum();
         self.storage.budget.add(bytes);

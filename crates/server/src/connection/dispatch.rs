@@ -87,32 +87,33 @@ impl Connection {
             }
             // A client confirming a close it did not receive: nothing to do.
             Method::Other(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => Ok(()),
-            _ => {
-                Err(AmqpError::new(ReplyCode::CommandInvalid, "unexpected method on channel 0").on(class_id, method_id))
-            }
+            _ => Err(AmqpError::new(ReplyCode::ChannelError, "unexpected method in connection state running")
+                .on(class_id, method_id)),
         }
     }
 
     fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), AmqpError> {
         let (class_id, method_id) = method.class_method();
-        if ch > self.channel_max {
-            return Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                format!("channel number {ch} exceeds negotiated channel_max {}", self.channel_max),
-            )
-            .on(class_id, method_id));
-        }
         let is = |m: &Method, want: fn(&channel::AMQPMethod) -> bool| matches!(m, Method::Other(AMQPClass::Channel(c)) if want(c));
         let open = is(&method, |c| matches!(c, channel::AMQPMethod::Open(_)));
         let close = is(&method, |c| matches!(c, channel::AMQPMethod::Close(_)));
         let close_ok = is(&method, |c| matches!(c, channel::AMQPMethod::CloseOk(_)));
+        let open_count = self.channels.len();
         match self.channels.get_mut(&ch) {
+            // channel_max bounds how many channels are open, not their numbers (RabbitMQ).
+            None if open && open_count >= self.channel_max as usize => Err(AmqpError::new(
+                ReplyCode::NotAllowed,
+                format!(
+                    "number of channels opened ({open_count}) has reached the negotiated channel_max ({})",
+                    self.channel_max
+                ),
+            )),
             None if open => {
                 self.channels.insert(ch, Slot { chan: Channel::new(ch), closing: false });
                 self.send_channel(ch, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                 Ok(())
             }
-            None => Err(unexpected_channel(format!("expected 'channel.open' on channel {ch}")).on(class_id, method_id)),
+            None => Err(unexpected_channel("expected 'channel.open'".to_string()).on(class_id, method_id)),
             Some(slot) if slot.closing => {
                 // RabbitMQ drops everything on a closing channel but the close handshake.
                 if close_ok {
@@ -123,7 +124,7 @@ impl Connection {
                 Ok(())
             }
             Some(_) if open => {
-                Err(unexpected_channel(format!("second 'channel.open' seen on channel {ch}")).on(class_id, method_id))
+                Err(unexpected_channel("second 'channel.open' seen".to_string()).on(class_id, method_id))
             }
             Some(slot) if close => {
                 slot.chan.release(&self.ctx);
@@ -143,7 +144,7 @@ impl Connection {
         f: impl FnOnce(&mut Channel, &warren_channel::ConnCtx, &mut Io) -> Result<(), AmqpError>,
     ) -> Result<(), AmqpError> {
         let Some(slot) = self.channels.get_mut(&ch) else {
-            return Err(unexpected_channel(format!("expected 'channel.open' on channel {ch}")));
+            return Err(unexpected_channel("expected 'channel.open'".to_string()));
         };
         if slot.closing {
             return Ok(());

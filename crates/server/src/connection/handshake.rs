@@ -214,26 +214,25 @@ impl Handshake<'_> {
                 return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.tune-ok")).await)
             }
         };
-        let frame_max = match tune_ok.frame_max {
-            0 => cfg.frame_max,
-            f if f < FRAME_MIN_SIZE => {
-                let e = AmqpError::new(ReplyCode::NotAllowed, format!("frame_max={f} < {FRAME_MIN_SIZE} min size"));
-                return Err(self.refuse(e).await);
+        // RabbitMQ's rule (rabbit_reader:validate_negotiated_integer_value): a client value
+        // below the minimum, above the server's, or 0 ("unlimited") while the server has a
+        // limit, is refused.
+        let negotiate = |field: &str, client: u32, min: u32, server: u32| -> Result<u32, AmqpError> {
+            if client != 0 && client < min {
+                Err(AmqpError::new(ReplyCode::NotAllowed, format!("{field}={client} < {min} min size")))
+            } else if server != 0 && (client == 0 || client > server) {
+                Err(AmqpError::new(ReplyCode::NotAllowed, format!("{field}={client} > {server} max size")))
+            } else {
+                Ok(client)
             }
-            f if f > cfg.frame_max => {
-                let e = AmqpError::new(ReplyCode::NotAllowed, format!("frame_max={f} > {} max size", cfg.frame_max));
-                return Err(self.refuse(e).await);
-            }
-            f => f,
         };
-        let channel_max = match tune_ok.channel_max {
-            0 => cfg.channel_max,
-            c if c > cfg.channel_max => {
-                let e =
-                    AmqpError::new(ReplyCode::NotAllowed, format!("channel_max={c} > {} max size", cfg.channel_max));
-                return Err(self.refuse(e).await);
-            }
-            c => c,
+        let frame_max = match negotiate("frame_max", tune_ok.frame_max, FRAME_MIN_SIZE, cfg.frame_max) {
+            Ok(f) => f,
+            Err(e) => return Err(self.refuse(e).await),
+        };
+        let channel_max = match negotiate("channel_max", tune_ok.channel_max.into(), 1, cfg.channel_max.into()) {
+            Ok(c) => c as u16,
+            Err(e) => return Err(self.refuse(e).await),
         };
 
         // 4. open.

@@ -6,6 +6,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use warren_broker::{DurableListener, StoredMessage};
 
+/// Decides, from a metadata key, whether `MetaPurge` removes it.
+pub type KeyFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
+
 pub enum Op {
     /// A message entry; `persistent` picks the tree (persistent entries survive restarts,
     /// paged transient ones do not).
@@ -32,7 +35,7 @@ pub enum Op {
     /// deleted queue or exchange), before the flush that `done` waits for.
     MetaPurge {
         prefix: Vec<u8>,
-        pred: Box<dyn Fn(&[u8]) -> bool + Send>,
+        pred: KeyFilter,
         done: SyncSender<Result<(), String>>,
     },
     Notify {

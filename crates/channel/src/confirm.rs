@@ -84,6 +84,9 @@ impl Channel {
                         c.sent = tag;
                     }
                 }
+                // No read pass may follow (the publisher may be waiting on its window), so
+                // the acks go out now.
+                c.encode_owed(ch, io);
                 Ok(())
             }
             Mode::Tx(_) => self.commit_durable(ok, io),

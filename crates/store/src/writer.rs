@@ -95,6 +95,7 @@ impl Writer {
                     failed.get_or_insert(e.to_string());
                 }
             }
+            coalesce(&mut waiters);
             for w in waiters.drain(..) {
                 match w {
                     Waiter::Listener(l, ch, token) => l.durable(ch, token, failed.is_none()),
@@ -199,4 +200,27 @@ impl Writer {
         }
         (out, paged_keys)
     }
+}
+
+/// Keeps one notification per (listener, channel): the highest token. Tokens of one channel
+/// only grow, so the last one covers the others, and a group commit then costs each
+/// publishing channel one event (one `basic.ack(multiple)`), not one per message.
+fn coalesce(waiters: &mut Vec<Waiter>) {
+    let mut last: Vec<(*const (), u16, usize)> = Vec::new();
+    for (i, w) in waiters.iter().enumerate() {
+        if let Waiter::Listener(l, ch, _) = w {
+            let key = Arc::as_ptr(l) as *const ();
+            match last.iter_mut().find(|(p, c, _)| *p == key && c == ch) {
+                Some(entry) => entry.2 = i,
+                None => last.push((key, *ch, i)),
+            }
+        }
+    }
+    let keep: std::collections::HashSet<usize> = last.iter().map(|(_, _, i)| *i).collect();
+    let mut i = 0;
+    waiters.retain(|w| {
+        let k = !matches!(w, Waiter::Listener(..)) || keep.contains(&i);
+        i += 1;
+        k
+    });
 }

@@ -1,5 +1,5 @@
 //! Opening a connection: protocol header, start/start-ok (SASL), tune/tune-ok, open.
-use super::io::{read_available, write_all, READ_CHUNK};
+use super::io::{read_available, write_all, READ_CHUNK_MIN};
 use crate::auth::{Users, MECHANISMS};
 use crate::config::Config;
 use amq_protocol::protocol::{connection, AMQPClass};
@@ -97,7 +97,8 @@ impl Handshake<'_> {
     async fn fill(&mut self) -> Result<(), HandshakeError> {
         loop {
             self.stream.readable().await?;
-            match read_available(self.stream, self.inbuf) {
+            let mut chunk = READ_CHUNK_MIN;
+            match read_available(self.stream, self.inbuf, &mut chunk) {
                 Ok(0) => return Err(HandshakeError::Eof),
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -246,7 +247,6 @@ impl Handshake<'_> {
             return Err(self.refuse(e).await);
         }
         self.send(connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
-        self.inbuf.reserve(READ_CHUNK);
         Ok(Opened { user, vhost, channel_max, frame_max, heartbeat: tune_ok.heartbeat, cancel_notify, client_name })
     }
 }

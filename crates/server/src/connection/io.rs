@@ -4,22 +4,33 @@ use std::io::{self, IoSlice};
 use tokio::net::TcpStream;
 use warren_codec::OutBuf;
 
-/// Read buffer growth step. Bodies are sliced out of this buffer without copying, so a
-/// block lives as long as the messages that came in it.
+/// Largest read-buffer growth step. Bodies are sliced out of this buffer without copying,
+/// so a block lives as long as the messages that came in it.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// First growth step: an idle connection should cost little memory.
+pub const READ_CHUNK_MIN: usize = 4 * 1024;
 /// Stop reading in one pass after this much, so one busy peer cannot starve the loop.
 pub const READ_PASS_MAX: usize = 512 * 1024;
 
 /// Reads what the socket has (up to READ_PASS_MAX) without waiting. Ok(0) means EOF.
-pub fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// `chunk` is the connection's current growth step: it doubles (up to READ_CHUNK) whenever a
+/// read fills all the room it had, so busy connections read in big blocks and idle ones
+/// keep a small buffer.
+pub fn read_available(stream: &TcpStream, buf: &mut BytesMut, chunk: &mut usize) -> io::Result<usize> {
     let mut total = 0;
     while total < READ_PASS_MAX {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < *chunk / 4 {
+            buf.reserve(*chunk);
         }
+        let room = buf.capacity() - buf.len();
         match stream.try_read_buf(buf) {
-            Ok(0) => return if total == 0 { Ok(0) } else { Ok(total) },
-            Ok(n) => total += n,
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                total += n;
+                if n == room {
+                    *chunk = (*chunk * 2).min(READ_CHUNK);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }

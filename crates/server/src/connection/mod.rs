@@ -68,6 +68,8 @@ pub(crate) struct Connection {
     pub last_read: Instant,
     pub last_write: Instant,
     pub max_outbound: usize,
+    /// Current read-buffer growth step (see `io::read_available`).
+    read_chunk: usize,
     events: Vec<Event>,
 }
 
@@ -77,7 +79,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Runs one accepted socket until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: broadcast::Receiver<()>) {
     let _ = stream.set_nodelay(true);
-    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut inbuf = BytesMut::with_capacity(io::READ_CHUNK_MIN);
     let mut out = OutBuf::new();
     let hs = Handshake {
         stream: &stream,
@@ -135,6 +137,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         last_read: now,
         last_write: now,
         max_outbound: shared.config.max_outbound_buffer,
+        read_chunk: io::READ_CHUNK_MIN,
         events: Vec::new(),
     };
     let reason = conn.run(&mut shutdown).await;
@@ -173,7 +176,7 @@ impl Connection {
                     if let Err(e) = r {
                         return format!("read failed: {e}");
                     }
-                    match io::read_available(&self.stream, &mut self.inbuf) {
+                    match io::read_available(&self.stream, &mut self.inbuf, &mut self.read_chunk) {
                         Ok(0) => return if self.phase == Phase::Open { "client closed the socket".into() } else { reason },
                         Ok(_) => {
                             self.last_read = Instant::now();

@@ -467,15 +467,21 @@ impl Queue {
     }
 
     /// Opens or closes the flow gate. Closed only while consumers exist and the backlog is
-    /// over the threshold: a queue with no consumers fills freely (paging to disk), and a
-    /// queue whose consumers keep up never blocks anyone.
+    /// over the threshold — in messages, or half the memory window, so that publishers are
+    /// slowed to the consumers' pace before the queue would start paging. A queue with no
+    /// consumers fills freely (paging to disk), and a queue whose consumers keep up never
+    /// blocks anyone.
     fn update_flow(&self, st: &State) {
         let len = st.ready.len();
+        let mem = st.ready.mem_bytes;
+        let window = self.storage.memory_window;
         let threshold = self.storage.flow_threshold.max(2);
         let blocked = self.flow_blocked.load(Ordering::Relaxed);
-        if !blocked && !st.consumers.is_empty() && len > threshold {
+        let over = len > threshold || mem > window / 2;
+        let under = len <= threshold / 2 && mem <= window / 4;
+        if !blocked && !st.consumers.is_empty() && over {
             self.flow_blocked.store(true, Ordering::Release);
-        } else if blocked && (st.consumers.is_empty() || len <= threshold / 2) {
+        } else if blocked && (st.consumers.is_empty() || under) {
             self.flow_blocked.store(false, Ordering::Release);
             self.flow_released.notify_waiters();
         }

@@ -66,7 +66,10 @@ async fn terminated() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Logs go to stderr (stdout stays free for tools), coloured only on a terminal.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let config = match load(&args) {

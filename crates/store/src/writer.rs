@@ -116,12 +116,14 @@ impl Writer {
                 tree.insert(key, value)?;
             }
             Op::Remove { queue_id, seqs } => {
+                // Only persistent entries are ever settled through the store: paged transient
+                // entries are deleted as they are read back in.
                 *dirty = true;
+                let mut batch = sled::Batch::default();
                 for s in seqs {
-                    let k = keys::entry(queue_id, s);
-                    self.persistent.remove(k)?;
-                    self.paged.remove(k)?;
+                    batch.remove(&keys::entry(queue_id, s));
                 }
+                self.persistent.apply_batch(batch)?;
             }
             Op::RemoveFrom { queue_id, from } => {
                 *dirty = true;

@@ -92,8 +92,10 @@ struct State {
     next_seq: u64,
     had_consumer: bool,
     deleted: bool,
-    /// Highest stored seq known to have been delivered, as last told to the store.
+    /// Highest stored seq known to have been delivered.
     delivered_upto: u64,
+    /// `delivered_upto` moved since the store was last told.
+    delivered_dirty: bool,
     /// Recovered messages up to this seq come back marked redelivered.
     recovered_delivered: u64,
 }
@@ -136,6 +138,7 @@ impl Queue {
                 had_consumer: false,
                 deleted: false,
                 delivered_upto: recovered_delivered,
+                delivered_dirty: false,
                 recovered_delivered,
             }),
             storage,
@@ -249,6 +252,7 @@ impl Queue {
             st.unacked += 1;
         }
         self.note_delivered(&mut st, &m);
+        self.flush_delivered(&mut st);
         let left = st.ready.len() as u32;
         self.update_flow(&st);
         Some((m, left))
@@ -376,12 +380,19 @@ impl Queue {
         }
     }
 
-    /// Remembers (in the store) that stored messages up to this one were delivered.
+    /// Notes that a stored message was delivered; [`Queue::flush_delivered`] tells the store.
     fn note_delivered(&self, st: &mut State, m: &QueuedMessage) {
         if m.stored && m.seq > st.delivered_upto {
             st.delivered_upto = m.seq;
+            st.delivered_dirty = true;
+        }
+    }
+
+    /// Writes the "delivered up to" mark once per dispatch pass rather than per message.
+    fn flush_delivered(&self, st: &mut State) {
+        if std::mem::take(&mut st.delivered_dirty) {
             if let Some(store) = &self.storage.store {
-                store.set_delivered(self.meta.id, m.seq);
+                store.set_delivered(self.meta.id, st.delivered_upto);
             }
         }
     }
@@ -449,6 +460,7 @@ impl Queue {
         if let (false, Some(store)) = (done.is_empty(), &self.storage.store) {
             store.remove(self.meta.id, &done);
         }
+        self.flush_delivered(st);
         self.update_flow(st);
     }
 

@@ -117,7 +117,7 @@ async fn consumer(addr: String, ledger: Arc<Mutex<Ledger>>, seed: u64) -> lapin:
             continue;
         };
         let id: u64 = std::str::from_utf8(&m.delivery.data).unwrap().parse().unwrap();
-        if xorshift(&mut rng) % 2 == 0 {
+        if xorshift(&mut rng).is_multiple_of(2) {
             ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()).await?;
             in_tx.push(id);
             ledger.lock().unwrap().maybe_acked.insert(id);

@@ -40,6 +40,7 @@ pub enum ServerError {
 
 /// A broker with its listeners bound, not yet accepting.
 pub struct Server {
+    store: Arc<warren_store::Store>,
     listeners: Vec<TcpListener>,
     addrs: Vec<SocketAddr>,
     shared: Shared,
@@ -51,8 +52,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
-        let store = warren_store::Store::open(&config.data_dir, config.store_cache)?;
-        let recovered = warren_store::recover(&store)?;
+        let (store, recovered) = warren_store::Store::open(&config.data_dir, config.store_cache)?;
         let (queues, messages) = (recovered.queues.len(), recovered.queues.iter().map(|(_, s)| s.count).sum::<usize>());
         let settings = BrokerSettings {
             queue_flow_threshold: config.queue_flow_threshold,
@@ -60,7 +60,7 @@ impl Server {
             memory_limit: config.memory_limit,
         };
         let message_store: Arc<dyn warren_broker::MessageStore> = store.clone();
-        let broker = Arc::new(Broker::new(settings, Box::new(StoreLog(store)), Some(message_store.clone())));
+        let broker = Arc::new(Broker::new(settings, Box::new(StoreLog(store.clone())), Some(message_store.clone())));
         broker.restore(recovered)?;
         for v in &config.vhosts {
             broker.add_vhost(v)?;
@@ -88,6 +88,7 @@ impl Server {
         }
         let users = Arc::new(auth::Users::new(&config.users));
         Ok(Server {
+            store,
             listeners,
             addrs,
             shared: Shared { config: Arc::new(config), users, broker, broker_store: Some(message_store) },
@@ -137,6 +138,9 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
             tracing::warn!("some connections did not close in time");
         }
+        // Everything accepted is flushed, and the data directory is released for a restart.
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("shutdown complete");
     }
 }

@@ -91,7 +91,13 @@ fn main() -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("warren: {e}");
-                return ExitCode::from(69); // EX_UNAVAILABLE
+                // sysexits: a data directory we cannot create or write is EX_CANTCREAT;
+                // anything else (a port in use...) is EX_UNAVAILABLE.
+                let code = match e {
+                    warren_server::ServerError::Store(_) => 73,
+                    _ => 69,
+                };
+                return ExitCode::from(code);
             }
         };
         server.run(terminated()).await;

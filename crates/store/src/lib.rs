@@ -21,8 +21,6 @@ use warren_broker::meta::MetaChange;
 use warren_broker::{BrokerError, DurableListener, Message, MessageStore, MetadataLog, StoredMessage};
 use writer::{Op, Writer};
 
-pub use recover::recover;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot use data directory {path}: {source}")]
@@ -39,14 +37,15 @@ const QUEUE_DEPTH: usize = 65_536;
 
 pub struct Store {
     tx: SyncSender<Op>,
-    pub(crate) meta: sled::Tree,
-    pub(crate) persistent: sled::Tree,
-    pub(crate) paged: sled::Tree,
+    /// The writer thread; joined by [`Store::close`], after which the database (and its
+    /// file lock) is released.
+    writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`. `cache_bytes` bounds sled's page cache.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<Store>, StoreError> {
+    /// Opens (creating if needed) the store in `dir`, reads back what it holds, and starts the
+    /// writer. `cache_bytes` bounds sled's page cache.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<(Arc<Store>, warren_broker::Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
         // Fail early and clearly on a read-only or full directory, before sled does obscurely.
         let probe = dir.join(".warren-write-probe");
@@ -63,13 +62,23 @@ impl Store {
         let meta = db.open_tree("meta").map_err(open)?;
         let persistent = db.open_tree("persistent").map_err(open)?;
         let paged = db.open_tree("paged").map_err(open)?;
+        let recovered = recover::recover(&meta, &persistent, &paged)?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
-        let w = Writer { db, meta: meta.clone(), persistent: persistent.clone(), paged: paged.clone() };
-        std::thread::Builder::new()
+        let w = Writer { db, meta, persistent, paged };
+        let handle = std::thread::Builder::new()
             .name("warren-store".into())
             .spawn(move || w.run(rx))
             .map_err(|source| StoreError::Dir { path: dir.into(), source })?;
-        Ok(Arc::new(Store { tx, meta, persistent, paged }))
+        Ok((Arc::new(Store { tx, writer: parking_lot::Mutex::new(Some(handle)) }), recovered))
+    }
+
+    /// Applies and flushes everything submitted so far, stops the writer and releases the
+    /// database. Later submissions are ignored. Idempotent.
+    pub fn close(&self) {
+        let _ = self.tx.send(Op::Shutdown);
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
     }
 
     fn send(&self, op: Op) {

@@ -1,6 +1,6 @@
 //! Reading durable state back at start.
 use crate::meta::{BindingRow, ExchangeRow, QueueRow};
-use crate::{keys, Store, StoreError};
+use crate::{keys, StoreError};
 use std::collections::HashMap;
 use warren_broker::queue::RecoveredState;
 use warren_broker::Recovered;
@@ -9,11 +9,11 @@ use warren_broker::Recovered;
 /// messages are dropped (RabbitMQ drops transient messages on restart), and so are entries
 /// of queues that no longer exist. A record that does not parse is logged and skipped: a
 /// damaged entry never stops the broker from starting.
-pub fn recover(store: &Store) -> Result<Recovered, StoreError> {
-    store.paged.clear()?;
+pub(crate) fn recover(meta: &sled::Tree, persistent: &sled::Tree, paged: &sled::Tree) -> Result<Recovered, StoreError> {
+    paged.clear()?;
     let mut r = Recovered::default();
     let mut delivered: HashMap<u64, u64> = HashMap::new();
-    for item in store.meta.iter() {
+    for item in meta.iter() {
         let (k, v) = item?;
         let parse_err =
             |what: &str| tracing::error!(key = %String::from_utf8_lossy(&k), "unreadable {what} record skipped");
@@ -43,7 +43,7 @@ pub fn recover(store: &Store) -> Result<Recovered, StoreError> {
     }
     let index: HashMap<u64, usize> = r.queues.iter().enumerate().map(|(i, (m, _))| (m.id, i)).collect();
     let mut orphans = Vec::new();
-    for k in store.persistent.iter().keys() {
+    for k in persistent.iter().keys() {
         let k = k?;
         let Some((qid, seq)) = keys::parse_entry(&k) else {
             orphans.push(k);
@@ -64,7 +64,7 @@ pub fn recover(store: &Store) -> Result<Recovered, StoreError> {
     if !orphans.is_empty() {
         tracing::warn!(count = orphans.len(), "removing stored messages of queues that no longer exist");
         for k in orphans {
-            store.persistent.remove(k)?;
+            persistent.remove(k)?;
         }
     }
     for (m, s) in &mut r.queues {

@@ -49,6 +49,8 @@ pub enum Op {
         max: usize,
         reply: SyncSender<Vec<StoredMessage>>,
     },
+    /// Finish this group, flush, and stop.
+    Shutdown,
 }
 
 pub struct Writer {
@@ -80,6 +82,7 @@ impl Writer {
             }
             let mut failed: Option<String> = None;
             let mut dirty = false;
+            let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
                 match self.apply(op, &mut waiters, &mut dirty) {
                     Ok(()) => {}
@@ -103,6 +106,9 @@ impl Writer {
                         let _ = tx.send(failed.clone().map_or(Ok(()), Err));
                     }
                 }
+            }
+            if stop {
+                break;
             }
         }
         let _ = self.db.flush();
@@ -159,6 +165,7 @@ impl Writer {
                 waiters.push(Waiter::Done(done));
             }
             Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
+            Op::Shutdown => {}
             Op::Load { queue_id, from, max, reply } => {
                 let (loaded, paged_keys) = self.load(queue_id, from, max);
                 let _ = reply.send(loaded);

@@ -1,5 +1,5 @@
-//! SIGTERM: the real `warren` binary closes every connection with 320 CONNECTION_FORCED and
-//! exits with status 0.
+//! The `warren` process itself: SIGTERM closes every connection with 320 CONNECTION_FORCED and
+//! exits 0; a data directory it cannot use is a clear error and a non-zero exit, not a panic.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -101,4 +101,29 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn unusable_data_dir_is_a_clear_error_not_a_panic() {
+    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
+        eprintln!("skipped: runs the warren binary itself");
+        return;
+    }
+    // A path below a regular file can never be created, even by root (chmod would not stop root).
+    let base = tempdir("baddir");
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let data = file.join("data");
+    let out = Command::new(warren_binary())
+        .args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run warren");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail: {stderr}");
+    assert_eq!(out.status.code(), Some(73), "EX_CANTCREAT for an unusable data directory: {stderr}");
+    assert!(stderr.contains("cannot use data directory") && stderr.contains(&*data.to_string_lossy()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -274,3 +274,35 @@ async fn long_queues_page_to_disk_and_come_back_in_order() {
         assert_eq!(m.delivery.data, body(i).as_bytes(), "persistent message {i} out of order");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_write_failure_nacks_publishes_and_the_broker_keeps_serving() {
+    let b = warren_it::start();
+    if b.is_external() {
+        return eprintln!("skipped: injects store failures");
+    }
+    let (_conn, ch) = channel(&b).await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.queue_declare("f.q".into(), durable_queue(), FieldTable::default()).await.unwrap();
+    let send = |body: &'static [u8]| {
+        let ch = ch.clone();
+        async move {
+            ch.basic_publish("".into(), "f.q".into(), BasicPublishOptions::default(), body, persistent())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(send(b"before").await.is_ack());
+    b.inject_write_failures(true);
+    assert!(send(b"during").await.is_nack(), "a persistent message that could not be written must be nacked");
+    // Transient messages do not need the disk: still confirmed.
+    let c = ch.basic_publish("".into(), "f.q".into(), BasicPublishOptions::default(), b"transient", Default::default());
+    assert!(c.await.unwrap().await.unwrap().is_ack());
+    b.inject_write_failures(false);
+    assert!(send(b"after").await.is_ack());
+    // The broker kept serving on the same channel.
+    let got = ch.basic_get("f.q".into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
+    assert_eq!(got.delivery.data, b"before");
+}

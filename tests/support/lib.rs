@@ -18,6 +18,7 @@ pub struct TestBroker {
     /// The broker's data directory (in-process brokers only); removed on drop unless kept.
     pub data_dir: Option<std::path::PathBuf>,
     keep_data: bool,
+    store: Option<std::sync::Arc<warren_store::Store>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -36,6 +37,12 @@ impl TestBroker {
     pub fn stop_keeping_data(mut self) -> std::path::PathBuf {
         self.keep_data = true;
         self.data_dir.clone().expect("an in-process broker has a data directory")
+    }
+
+    /// Makes the broker's disk writes fail (or work again), as a full or broken disk would.
+    /// In-process brokers only.
+    pub fn inject_write_failures(&self, on: bool) {
+        self.store.as_ref().expect("an in-process broker").inject_write_failures(on);
     }
 
     /// True when the tests run against an external broker (`WARREN_TEST_EXTERNAL`).
@@ -79,7 +86,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
             .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
             .next()
             .expect("WARREN_TEST_EXTERNAL resolved to no address");
-        return TestBroker { addr, data_dir: None, keep_data: true, stop: None, thread: None };
+        return TestBroker { addr, data_dir: None, keep_data: true, store: None, stop: None, thread: None };
     }
     let mut config = Config::for_tests();
     tweak(&mut config);
@@ -91,7 +98,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime");
         rt.block_on(async move {
             let server = warren_server::Server::bind(config).await.expect("bind test broker");
-            addr_tx.send(server.amqp_addrs()[0]).expect("report address");
+            addr_tx.send((server.amqp_addrs()[0], server.store().clone())).expect("report address");
             server
                 .run(async {
                     let _ = stop_rx.await;
@@ -99,6 +106,6 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
                 .await;
         });
     });
-    let addr = addr_rx.recv().expect("test broker failed to start");
-    TestBroker { addr, data_dir, keep_data: false, stop: Some(stop_tx), thread: Some(thread) }
+    let (addr, store) = addr_rx.recv().expect("test broker failed to start");
+    TestBroker { addr, data_dir, keep_data: false, store: Some(store), stop: Some(stop_tx), thread: Some(thread) }
 }

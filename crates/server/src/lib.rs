@@ -100,6 +100,11 @@ impl Server {
         &self.addrs
     }
 
+    /// The durability layer (for in-process tools and tests).
+    pub fn store(&self) -> &Arc<warren_store::Store> {
+        &self.store
+    }
+
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config

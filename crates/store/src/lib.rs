@@ -12,6 +12,8 @@ mod keys;
 mod meta;
 mod record;
 mod recover;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ const QUEUE_DEPTH: usize = 65_536;
 
 pub struct Store {
     tx: SyncSender<Op>,
+    /// Fault injection for tests: while set, every group fails as a disk error would.
+    fail_writes: Arc<std::sync::atomic::AtomicBool>,
     /// The writer thread; joined by [`Store::close`], after which the database (and its
     /// file lock) is released.
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -64,12 +68,23 @@ impl Store {
         let paged = db.open_tree("paged").map_err(open)?;
         let recovered = recover::recover(&meta, &persistent, &paged)?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
-        let w = Writer { db, meta, persistent, paged };
+        let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = Writer { db, meta, persistent, paged, fail_writes: fail_writes.clone() };
         let handle = std::thread::Builder::new()
             .name("warren-store".into())
             .spawn(move || w.run(rx))
             .map_err(|source| StoreError::Dir { path: dir.into(), source })?;
-        Ok((Arc::new(Store { tx, writer: parking_lot::Mutex::new(Some(handle)) }), recovered))
+        Ok((Arc::new(Store { tx, fail_writes, writer: parking_lot::Mutex::new(Some(handle)) }), recovered))
+    }
+
+    /// Makes every following write group fail (until called with false), as a full or broken
+    /// disk would: for tests of what publishers and clients see when writes fail.
+    pub fn inject_write_failures(&self, on: bool) {
+        // Submitted through the writer so it takes effect in order with other operations.
+        let (done, wait) = sync_channel(1);
+        let _ = self.tx.send(Op::SetFailure { on, done });
+        let _ = wait.recv();
+        debug_assert_eq!(self.fail_writes.load(std::sync::atomic::Ordering::SeqCst), on);
     }
 
     /// Applies and flushes everything submitted so far, stops the writer and releases the

@@ -51,9 +51,15 @@ pub enum Op {
     },
     /// Finish this group, flush, and stop.
     Shutdown,
+    /// Fault injection (tests): from the next group on, fail every group while `on`.
+    SetFailure {
+        on: bool,
+        done: SyncSender<()>,
+    },
 }
 
 pub struct Writer {
+    pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
     pub db: sled::Db,
     pub meta: sled::Tree,
     pub persistent: sled::Tree,
@@ -91,6 +97,9 @@ impl Writer {
                         failed.get_or_insert(e.to_string());
                     }
                 }
+            }
+            if (dirty || !waiters.is_empty()) && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+                failed.get_or_insert_with(|| "injected write failure".into());
             }
             if dirty || !waiters.is_empty() {
                 if let Err(e) = self.db.flush() {
@@ -166,6 +175,10 @@ impl Writer {
             }
             Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
             Op::Shutdown => {}
+            Op::SetFailure { on, done } => {
+                self.fail_writes.store(on, std::sync::atomic::Ordering::SeqCst);
+                let _ = done.send(());
+            }
             Op::Load { queue_id, from, max, reply } => {
                 let (loaded, paged_keys) = self.load(queue_id, from, max);
                 let _ = reply.send(loaded);

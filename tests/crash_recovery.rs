@@ -11,8 +11,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,37 +27,11 @@ struct Ledger {
     maybe_acked: HashSet<u64>,
 }
 
-fn warren_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("warren");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin warren` (the README's test command does)",
-        bin.display()
-    );
-    bin
-}
-
-/// Starts the broker on `dir`; returns the child and its AMQP address (read from its log).
+/// Starts the broker on `dir`; returns the child and its AMQP address.
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(warren_binary())
-        .args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warren");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("warren exited before listening").expect("read log");
-        assert!(!line.contains("panicked"), "{line}");
-        if let Some(rest) = line.split("AMQP listener started addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the broker never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr)
+    let p = warren_it::BrokerProcess::spawn(dir);
+    assert!(!p.log().contains("panicked"), "{}", p.log());
+    (p.child, p.addr)
 }
 
 async fn connect(addr: &str) -> lapin::Result<Connection> {

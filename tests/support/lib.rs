@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+pub mod client_program;
+
 pub use warren_server::Config;
 
 /// A running broker for one test.
@@ -108,4 +110,63 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     });
     let (addr, store) = addr_rx.recv().expect("test broker failed to start");
     TestBroker { addr, data_dir, keep_data: false, store: Some(store), stop: Some(stop_tx), thread: Some(thread) }
+}
+
+/// The `warren` binary next to the test executables (the README's test command builds it
+/// first: `cargo test` alone does not build another package's binaries).
+pub fn warren_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("warren");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin warren` (the README's test command does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The real `warren` process, for tests of what only a process shows (signals, exit codes,
+/// kill -9).
+pub struct BrokerProcess {
+    pub child: std::process::Child,
+    /// `HOST:PORT` it listens on, read from its log.
+    pub addr: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BrokerProcess {
+    /// Starts `warren` on `data_dir`, listening on an ephemeral loopback port, and waits until
+    /// it listens. Its log (stderr) is collected in the background.
+    pub fn spawn(data_dir: &std::path::Path) -> BrokerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(warren_binary())
+            .args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start warren");
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let addr = loop {
+            let line = lines.next().expect("warren exited before listening").expect("read log");
+            log.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.split("AMQP listener started addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so the broker never blocks on a full pipe.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        BrokerProcess { child, addr, log }
+    }
+
+    /// The log so far, one line per entry.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
 }

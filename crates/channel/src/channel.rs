@@ -38,6 +38,22 @@ pub struct Channel {
     pub(crate) route_buf: Vec<QueueHandle>,
 }
 
+/// exchange.bind / exchange.unbind arguments as the routing engine takes them.
+fn exchange_bind_spec(
+    source: amq_protocol::types::ShortString,
+    destination: amq_protocol::types::ShortString,
+    routing_key: amq_protocol::types::ShortString,
+    arguments: amq_protocol::types::FieldTable,
+) -> BindSpec {
+    BindSpec {
+        source: source.to_string(),
+        dest: destination.to_string(),
+        dest_is_exchange: true,
+        routing_key: routing_key.to_string(),
+        arguments,
+    }
+}
+
 pub(crate) fn reply(io: &mut Io, ch: u16, m: AMQPClass) {
     encode_method(io.out.tail(), ch, &m);
 }
@@ -262,26 +278,14 @@ impl Channel {
                 }
             }
             E::Bind(b) => {
-                let spec = BindSpec {
-                    source: b.source.to_string(),
-                    dest: b.destination.to_string(),
-                    dest_is_exchange: true,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let spec = exchange_bind_spec(b.source, b.destination, b.routing_key, b.arguments);
                 broker.bind(vhost, ctx.id, &spec)?;
                 if !b.nowait {
                     reply(io, ch, AMQPClass::Exchange(E::BindOk(exchange::BindOk {})));
                 }
             }
             E::Unbind(b) => {
-                let spec = BindSpec {
-                    source: b.source.to_string(),
-                    dest: b.destination.to_string(),
-                    dest_is_exchange: true,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let spec = exchange_bind_spec(b.source, b.destination, b.routing_key, b.arguments);
                 broker.unbind(vhost, ctx.id, &spec)?;
                 if !b.nowait {
                     reply(io, ch, AMQPClass::Exchange(E::UnbindOk(exchange::UnbindOk {})));

@@ -81,3 +81,50 @@ fn unusable_data_dir_is_a_clear_error_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_file_is_read_and_flags_override_it() {
+    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
+        eprintln!("skipped: runs the warren binary itself");
+        return;
+    }
+    let base = tempdir("config");
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("rabbitmq.toml");
+    // The file sets a user and a data dir; the flags below override the listener and data dir.
+    std::fs::write(
+        &file,
+        format!(
+            "amqp_listen = [\"127.0.0.1:1\"]\ndata_dir = \"{}\"\n[[users]]\nname = \"alice\"\npassword = \"s3cret\"\n",
+            base.join("from-file").display()
+        ),
+    )
+    .unwrap();
+    let flag_dir = base.join("from-flag");
+    let mut broker = warren_it::BrokerProcess::spawn_args(&[
+        "--config".as_ref(),
+        file.as_os_str(),
+        "--amqp-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        flag_dir.as_os_str(),
+    ]);
+    let addr = broker.addr.clone();
+    let props = lapin::ConnectionProperties::default();
+    let alice = lapin::Connection::connect(&format!("amqp://alice:s3cret@{addr}/%2f"), props.clone()).await;
+    assert!(alice.is_ok(), "the file's user must log in: {:?}", alice.err());
+    let guest = lapin::Connection::connect(&format!("amqp://guest:guest@{addr}/%2f"), props).await;
+    assert!(guest.is_err(), "the file's users replace the embedded guest");
+    assert!(flag_dir.join("sled").exists(), "--data-dir overrides the file's data_dir");
+    assert!(!base.join("from-file").exists());
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+
+    // A config file with an unknown key is an error message and EX_CONFIG, not a panic.
+    std::fs::write(&file, "no_such_key = 1\n").unwrap();
+    let out = Command::new(warren_it::warren_binary()).arg("--config").arg(&file).output().expect("run warren");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("invalid config file") && stderr.contains("no_such_key"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&base);
+}

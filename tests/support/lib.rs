@@ -138,10 +138,15 @@ impl BrokerProcess {
     /// Starts `warren` on `data_dir`, listening on an ephemeral loopback port, and waits until
     /// it listens. Its log (stderr) is collected in the background.
     pub fn spawn(data_dir: &std::path::Path) -> BrokerProcess {
+        let dir = data_dir.as_os_str();
+        Self::spawn_args(&["--amqp-listen".as_ref(), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir])
+    }
+
+    /// Starts `warren` with these arguments (which must make it listen) and waits until it does.
+    pub fn spawn_args(args: &[&std::ffi::OsStr]) -> BrokerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(warren_binary())
-            .args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -24,7 +24,7 @@ pub struct StoredMessage {
 pub trait MessageStore: Send + Sync {
     /// Writes the entry for message `seq` of queue `queue_id`. `persistent` entries survive
     /// a restart; the others are paged-out transient messages, dropped at the next start.
-    fn put(&self, queue_id: u64, seq: u64, message: &Message, persistent: bool);
+    fn put(&self, queue_id: u64, seq: u64, message: &Arc<Message>, persistent: bool);
     /// Removes persistent entries (acked, rejected, or dropped).
     fn remove(&self, queue_id: u64, seqs: &[u64]);
     /// Removes every entry of the queue with a sequence number from `from_seq` on

@@ -1,7 +1,7 @@
 //! Key layouts in the sled trees.
 
-/// Message entry key: queue id then sequence number, both big-endian, so a queue's
-/// entries are contiguous and ordered by sequence number.
+/// Segment key: queue id then the segment's first sequence number, both big-endian, so a
+/// queue's segments are contiguous and ordered by sequence number.
 pub fn entry(queue_id: u64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&queue_id.to_be_bytes());
@@ -14,6 +14,20 @@ pub fn parse_entry(k: &[u8]) -> Option<(u64, u64)> {
         return None;
     }
     Some((u64::from_be_bytes(k[..8].try_into().ok()?), u64::from_be_bytes(k[8..].try_into().ok()?)))
+}
+
+/// The settled-messages bitmap of a segment sorts right after the segment itself.
+pub fn acks(queue_id: u64, first: u64) -> [u8; 17] {
+    let mut k = [b'a'; 17];
+    k[..16].copy_from_slice(&entry(queue_id, first));
+    k
+}
+
+pub fn parse_acks(k: &[u8]) -> Option<(u64, u64)> {
+    match k {
+        [seg @ .., b'a'] if seg.len() == 16 => parse_entry(seg),
+        _ => None,
+    }
 }
 
 pub fn vhost(name: &str) -> Vec<u8> {

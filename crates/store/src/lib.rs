@@ -1,17 +1,20 @@
 //! Warren's durability layer, on sled.
 //!
 //! Three trees: `meta` (durable vhosts, exchanges, queues, bindings, and per-queue
-//! delivered marks), `persistent` (persistent messages of durable queues, keyed by queue id
-//! and sequence number) and `paged` (transient messages paged out of memory; emptied at
-//! every start, since transient messages do not survive restarts).
+//! delivered marks), `persistent` (persistent messages of durable queues, in segments keyed
+//! by queue id and first sequence number, each with a bitmap of its settled messages) and
+//! `paged` (transient messages paged out of memory; emptied at every start, since transient
+//! messages do not survive restarts).
 //!
 //! All writes go through one writer thread ([`writer`]) in submission order. It takes
 //! whatever has queued up, applies it, flushes once (fsync), and only then tells the
 //! waiting publishers (confirms) or metadata changes that their data is on disk.
+mod index;
 mod keys;
 mod meta;
 mod record;
 mod recover;
+mod segment;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -66,10 +69,10 @@ impl Store {
         let meta = db.open_tree("meta").map_err(open)?;
         let persistent = db.open_tree("persistent").map_err(open)?;
         let paged = db.open_tree("paged").map_err(open)?;
-        let recovered = recover::recover(&meta, &persistent, &paged)?;
+        let (recovered, index) = recover::recover(&meta, &persistent, &paged)?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = Writer { db, meta, persistent, paged, fail_writes: fail_writes.clone() };
+        let w = Writer { db, meta, persistent, paged, index, fail_writes: fail_writes.clone() };
         let handle = std::thread::Builder::new()
             .name("warren-store".into())
             .spawn(move || w.run(rx))
@@ -167,8 +170,9 @@ impl MetadataLog for Store {
 }
 
 impl MessageStore for Store {
-    fn put(&self, queue_id: u64, seq: u64, message: &Message, persistent: bool) {
-        self.send(Op::Put { key: keys::entry(queue_id, seq), value: record::encode(message), persistent });
+    fn put(&self, queue_id: u64, seq: u64, message: &Arc<Message>, persistent: bool) {
+        // The writer encodes it straight into its segment: no copy here.
+        self.send(Op::Put { queue_id, seq, message: message.clone(), persistent });
     }
 
     fn remove(&self, queue_id: u64, seqs: &[u64]) {
@@ -180,8 +184,7 @@ impl MessageStore for Store {
     }
 
     fn set_delivered(&self, queue_id: u64, seq: u64) {
-        let (done, _ignored) = sync_channel(1);
-        self.send(Op::Meta { key: keys::delivered(queue_id), value: Some(seq.to_be_bytes().to_vec()), done });
+        self.send(Op::Delivered { queue_id, seq });
     }
 
     fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64) {

@@ -6,8 +6,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use warren_broker::Message;
 use warren_codec::ContentHeader;
 
-pub fn encode(m: &Message) -> Vec<u8> {
-    let mut v = Vec::with_capacity(6 + m.exchange.len() + m.routing_key.len() + m.header.raw.len() + m.body.len());
+/// Bytes [`encode_into`] appends for `m`.
+pub fn encoded_len(m: &Message) -> usize {
+    6 + m.exchange.len() + m.routing_key.len() + m.header.raw.len() + m.body.len()
+}
+
+pub fn encode_into(m: &Message, v: &mut Vec<u8>) {
+    v.reserve(encoded_len(m));
     v.put_u8(m.exchange.len() as u8);
     v.put_slice(&m.exchange);
     v.put_u8(m.routing_key.len() as u8);
@@ -15,7 +20,6 @@ pub fn encode(m: &Message) -> Vec<u8> {
     v.put_u32(m.header.raw.len() as u32);
     v.put_slice(&m.header.raw);
     v.put_slice(&m.body);
-    v
 }
 
 /// Decodes a record; None if it is truncated or its header does not parse.
@@ -58,7 +62,9 @@ mod tests {
             header: ContentHeader::new(60, 5, props),
             body: Bytes::from_static(b"hello"),
         };
-        let raw = encode(&m);
+        let mut raw = Vec::new();
+        encode_into(&m, &mut raw);
+        assert_eq!(raw.len(), encoded_len(&m));
         let back = decode(&raw).expect("decodes");
         assert_eq!(back.exchange, m.exchange);
         assert_eq!(back.routing_key, m.routing_key);

@@ -1,15 +1,22 @@
 //! Reading durable state back at start.
+use crate::index::{Index, SegInfo};
 use crate::meta::{BindingRow, ExchangeRow, QueueRow};
+use crate::segment::{self, Removed};
 use crate::{keys, StoreError};
 use std::collections::HashMap;
 use warren_broker::queue::RecoveredState;
 use warren_broker::Recovered;
 
-/// Reads metadata and counts each durable queue's stored messages. Paged transient
+/// Reads metadata, indexes each durable queue's stored segments and counts their unsettled
+/// messages. Paged transient
 /// messages are dropped (RabbitMQ drops transient messages on restart), and so are entries
 /// of queues that no longer exist. A record that does not parse is logged and skipped: a
 /// damaged entry never stops the broker from starting.
-pub(crate) fn recover(meta: &sled::Tree, persistent: &sled::Tree, paged: &sled::Tree) -> Result<Recovered, StoreError> {
+pub(crate) fn recover(
+    meta: &sled::Tree,
+    persistent: &sled::Tree,
+    paged: &sled::Tree,
+) -> Result<(Recovered, Index), StoreError> {
     paged.clear()?;
     let mut r = Recovered::default();
     let mut delivered: HashMap<u64, u64> = HashMap::new();
@@ -41,34 +48,60 @@ pub(crate) fn recover(meta: &sled::Tree, persistent: &sled::Tree, paged: &sled::
             _ => parse_err("unknown"),
         }
     }
-    let index: HashMap<u64, usize> = r.queues.iter().enumerate().map(|(i, (m, _))| (m.id, i)).collect();
-    let mut orphans = Vec::new();
-    for k in persistent.iter().keys() {
-        let k = k?;
-        let Some((qid, seq)) = keys::parse_entry(&k) else {
-            orphans.push(k);
-            continue;
-        };
-        match index.get(&qid) {
-            Some(&i) => {
-                let s = &mut r.queues[i].1;
-                if s.count == 0 {
-                    s.first_seq = seq;
+    let queue_at: HashMap<u64, usize> = r.queues.iter().enumerate().map(|(i, (m, _))| (m.id, i)).collect();
+    let mut index = Index::default();
+    let mut drop_keys = Vec::new();
+    for item in persistent.iter() {
+        let (k, v) = item?;
+        if let Some((qid, first)) = keys::parse_entry(&k).filter(|(q, _)| queue_at.contains_key(q)) {
+            match segment::declared_count(&v) {
+                Some(count) if count > 0 => {
+                    index.insert(qid, first, SegInfo { count, removed: Removed::default(), persistent: true })
                 }
-                s.count += 1;
-                s.last_seq = seq;
+                _ => {
+                    tracing::error!(queue_id = qid, first, "unreadable segment header: segment dropped");
+                    drop_keys.push(k);
+                }
             }
-            None => orphans.push(k),
+        } else if let Some((qid, first)) = keys::parse_acks(&k) {
+            // Sorted right after its segment, which is therefore already indexed (or gone).
+            match index.get_mut(qid, first) {
+                Some(info) => info.removed = Removed::from_bytes(&v, info.count),
+                None => drop_keys.push(k),
+            }
+        } else {
+            // A queue that no longer exists, or a key of no known shape.
+            drop_keys.push(k);
         }
     }
-    if !orphans.is_empty() {
-        tracing::warn!(count = orphans.len(), "removing stored messages of queues that no longer exist");
-        for k in orphans {
+    for (&qid, &i) in &queue_at {
+        let Some(segs) = index.queue(qid) else { continue };
+        let s = &mut r.queues[i].1;
+        let mut empty = Vec::new();
+        for (&first, info) in segs {
+            if info.live() == 0 {
+                empty.push(first);
+                continue;
+            }
+            if s.count == 0 {
+                s.first_seq = first + (0..info.count).find(|o| !info.removed.get(*o)).unwrap_or(0) as u64;
+            }
+            s.count += info.live() as usize;
+            s.last_seq = first + info.count as u64 - 1;
+        }
+        for first in empty {
+            index.remove(qid, first);
+            drop_keys.extend([keys::entry(qid, first).as_slice().into(), keys::acks(qid, first).as_slice().into()]);
+        }
+    }
+    if !drop_keys.is_empty() {
+        tracing::info!(count = drop_keys.len(), "removing stored entries of deleted queues and settled segments");
+        for k in drop_keys {
             persistent.remove(k)?;
         }
     }
     for (m, s) in &mut r.queues {
         s.delivered_upto = delivered.get(&m.id).copied().unwrap_or(0);
     }
-    Ok(r)
+    Ok((r, index))
 }

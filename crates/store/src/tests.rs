@@ -35,7 +35,7 @@ fn fill(dir: &std::path::Path, n: u64) {
     store.record(&MetaChange::AddVHost { name: "/".into() }).unwrap();
     store.record(&MetaChange::DeclareQueue(queue_meta(7))).unwrap();
     for seq in 1..=n {
-        store.put(7, seq, &message(&format!("m{seq}")), true);
+        store.put(7, seq, &Arc::new(message(&format!("m{seq}"))), true);
     }
     store.close();
 }
@@ -65,15 +65,31 @@ fn damaged_records_are_skipped_and_the_rest_recovered() {
         // No background flusher: it would hold the file lock past the end of this block.
         let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
         let persistent = db.open_tree("persistent").unwrap();
-        let good = persistent.get(keys::entry(7, 5)).unwrap().unwrap();
-        persistent.insert(keys::entry(7, 5), &good[..good.len() / 2]).unwrap();
+        // The segment holding message 5 (how the puts were grouped depends on timing).
+        let (k, seg) = persistent
+            .iter()
+            .map(Result::unwrap)
+            .filter(|(k, _)| k.len() == 16)
+            .take_while(|(k, _)| keys::parse_entry(k).unwrap().1 <= 5)
+            .last()
+            .unwrap();
+        let first = keys::parse_entry(&k).unwrap().1;
+        let mut seg = seg.to_vec();
+        // Message 5's record keeps its framing but claims a content header longer than itself.
+        let mut at = 4;
+        for _ in first..5 {
+            at += 4 + u32::from_be_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+        }
+        let rec = at + 4;
+        let hl = rec + 2 + seg[rec + 1] as usize; // [el=0][rl][routing key][hl u32]...
+        seg[hl..hl + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        persistent.insert(k, seg).unwrap();
         persistent.insert(b"short-key", b"x").unwrap();
-        db.open_tree("meta").unwrap().insert(keys::queue("/", "broken"), b"{not json").unwrap();
         db.flush().unwrap();
     }
     let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(rec.queues.len(), 1, "the unreadable queue record is skipped, the good one kept");
-    assert_eq!(rec.queues[0].1.count, 10, "counting uses keys; the damaged body is found on load");
+    assert_eq!(rec.queues[0].1.count, 10, "counting uses segment headers; the damaged record is found on load");
     let got = store.load(7, 1, 1000);
     let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 6, 7, 8, 9, 10], "the truncated record is skipped, never fatal");
@@ -91,19 +107,61 @@ fn a_failed_flush_is_reported_to_waiters() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
     let seen = Arc::new(Seen(parking_lot::Mutex::new(Vec::new())));
-    store.put(1, 1, &message("a"), true);
+    store.put(1, 1, &Arc::new(message("a")), true);
     store.notify_durable(seen.clone(), 1, 1);
     // Let that group finish before failures start (a group succeeds or fails as a whole).
     while seen.0.lock().is_empty() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     store.inject_write_failures(true);
-    store.put(1, 2, &message("b"), true);
+    store.put(1, 2, &Arc::new(message("b")), true);
     store.notify_durable(seen.clone(), 1, 2);
     assert!(store.record(&MetaChange::AddVHost { name: "x".into() }).is_err(), "metadata writes fail too");
     store.inject_write_failures(false);
-    store.put(1, 3, &message("c"), true);
+    store.put(1, 3, &Arc::new(message("c")), true);
     store.notify_durable(seen.clone(), 1, 3);
     store.close();
     assert_eq!(*seen.0.lock(), [(1, true), (2, false), (3, true)]);
+}
+
+#[test]
+fn settled_messages_stay_settled_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10);
+    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(rec.queues[0].1.count, 10);
+    store.remove(7, &[1, 2, 5, 10]);
+    store.close();
+    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (_, state) = &rec.queues[0];
+    assert_eq!((state.count, state.first_seq, state.last_seq), (6, 3, 10));
+    let seqs: Vec<u64> = store.load(7, 1, 100).iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [3, 4, 6, 7, 8, 9]);
+    store.remove(7, &seqs);
+    store.close();
+    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(rec.queues[0].1.count, 0);
+    store.close();
+    let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
+    assert!(db.open_tree("persistent").unwrap().is_empty(), "a fully settled segment and its bitmap are deleted");
+}
+
+#[test]
+fn segments_split_on_gaps_and_loads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    store.record(&MetaChange::AddVHost { name: "/".into() }).unwrap();
+    store.record(&MetaChange::DeclareQueue(queue_meta(7))).unwrap();
+    // Persistent 1..=3, a paged transient 4, persistent 5..=6: three segments in two trees.
+    for seq in [1, 2, 3, 5, 6] {
+        store.put(7, seq, &Arc::new(message(&format!("p{seq}"))), true);
+    }
+    store.put(7, 4, &Arc::new(message("t4")), false);
+    let got = store.load(7, 2, 100);
+    let seen: Vec<(u64, bool)> = got.iter().map(|m| (m.seq, m.persistent)).collect();
+    assert_eq!(seen, [(2, true), (3, true), (4, false), (5, true), (6, true)]);
+    assert!(store.load(7, 4, 1).iter().all(|m| m.seq == 5), "a paged message is read back only once");
+    store.remove_from(7, 3);
+    assert_eq!(store.load(7, 1, 100).iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+    store.close();
 }

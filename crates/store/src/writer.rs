@@ -1,20 +1,24 @@
 //! The writer thread: applies store operations in submission order and makes each group
-//! durable with one flush (group commit), then tells whoever waits.
-use crate::keys;
-use crate::record;
+//! durable with one flush (group commit), then tells whoever waits. A group's messages for a
+//! queue become one segment ([`crate::segment`]); settling them updates the segment's bitmap.
+use crate::index::{Index, SegInfo};
+use crate::segment::{self, Builder};
+use crate::{keys, record};
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use warren_broker::{DurableListener, StoredMessage};
+use warren_broker::{DurableListener, Message, StoredMessage};
 
 /// Decides, from a metadata key, whether `MetaPurge` removes it.
 pub type KeyFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
 
 pub enum Op {
-    /// A message entry; `persistent` picks the tree (persistent entries survive restarts,
-    /// paged transient ones do not).
+    /// Message `seq` of a queue; `persistent` picks the tree (persistent entries survive
+    /// restarts, paged transient ones do not).
     Put {
-        key: [u8; 16],
-        value: Vec<u8>,
+        queue_id: u64,
+        seq: u64,
+        message: Arc<Message>,
         persistent: bool,
     },
     Remove {
@@ -24,6 +28,12 @@ pub enum Op {
     RemoveFrom {
         queue_id: u64,
         from: u64,
+    },
+    /// Every message of the queue up to `seq` has been delivered. Only the last one per
+    /// queue in a group is written.
+    Delivered {
+        queue_id: u64,
+        seq: u64,
     },
     /// A metadata key written (Some) or removed (None); `done` is told after the flush.
     Meta {
@@ -64,6 +74,7 @@ pub struct Writer {
     pub meta: sled::Tree,
     pub persistent: sled::Tree,
     pub paged: sled::Tree,
+    pub index: Index,
 }
 
 /// Operations taken per group; a bigger group shares one flush among more publishes.
@@ -74,10 +85,23 @@ enum Waiter {
     Done(SyncSender<Result<(), String>>),
 }
 
+/// What a group has changed but not yet written: segments being filled, segments whose
+/// settled bitmaps changed, delivered marks.
+#[derive(Default)]
+struct Pending {
+    /// (queue id, persistent, builder); a handful at most, so a Vec beats a map.
+    builders: Vec<(u64, bool, Builder)>,
+    touched: HashSet<(u64, u64)>,
+    delivered: HashMap<u64, u64>,
+    /// Something that must survive a restart changed, so the group needs a flush.
+    dirty: bool,
+}
+
 impl Writer {
-    pub fn run(self, rx: Receiver<Op>) {
+    pub fn run(mut self, rx: Receiver<Op>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut waiters = Vec::new();
+        let mut pending = Pending::default();
         while let Ok(first) = rx.recv() {
             group.push(first);
             while group.len() < MAX_GROUP {
@@ -87,17 +111,18 @@ impl Writer {
                 }
             }
             let mut failed: Option<String> = None;
-            let mut dirty = false;
             let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
-                match self.apply(op, &mut waiters, &mut dirty) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "store write failed");
-                        failed.get_or_insert(e.to_string());
-                    }
+                if let Err(e) = self.apply(op, &mut waiters, &mut pending) {
+                    tracing::error!(error = %e, "store write failed");
+                    failed.get_or_insert(e.to_string());
                 }
             }
+            if let Err(e) = self.write_pending(&mut pending) {
+                tracing::error!(error = %e, "store write failed");
+                failed.get_or_insert(e.to_string());
+            }
+            let dirty = std::mem::take(&mut pending.dirty);
             if (dirty || !waiters.is_empty()) && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
                 failed.get_or_insert_with(|| "injected write failure".into());
             }
@@ -123,38 +148,60 @@ impl Writer {
         let _ = self.db.flush();
     }
 
-    fn apply(&self, op: Op, waiters: &mut Vec<Waiter>, dirty: &mut bool) -> sled::Result<()> {
+    fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, p: &mut Pending) -> sled::Result<()> {
         match op {
-            Op::Put { key, value, persistent } => {
-                *dirty |= persistent;
-                let tree = if persistent { &self.persistent } else { &self.paged };
-                tree.insert(key, value)?;
+            Op::Put { queue_id, seq, message, persistent } => {
+                let at = p.builders.iter().position(|(q, pers, _)| *q == queue_id && *pers == persistent);
+                let b = match at {
+                    Some(i) if p.builders[i].2.accepts(seq, &message) => &mut p.builders[i].2,
+                    Some(i) => {
+                        let (_, _, full) = p.builders.swap_remove(i);
+                        self.seal(queue_id, persistent, full, p)?;
+                        p.builders.push((queue_id, persistent, Builder::new(seq)));
+                        &mut p.builders.last_mut().expect("just pushed").2
+                    }
+                    None => {
+                        p.builders.push((queue_id, persistent, Builder::new(seq)));
+                        &mut p.builders.last_mut().expect("just pushed").2
+                    }
+                };
+                b.push(&message);
             }
             Op::Remove { queue_id, seqs } => {
-                // Only persistent entries are ever settled through the store: paged transient
-                // entries are deleted as they are read back in.
-                *dirty = true;
-                let mut batch = sled::Batch::default();
-                for s in seqs {
-                    batch.remove(&keys::entry(queue_id, s));
+                for seq in seqs {
+                    self.settle(queue_id, seq, p);
                 }
-                self.persistent.apply_batch(batch)?;
             }
             Op::RemoveFrom { queue_id, from } => {
-                *dirty = true;
-                for tree in [&self.persistent, &self.paged] {
-                    let range = keys::entry(queue_id, from)..=keys::entry(queue_id, u64::MAX);
-                    let ks: Vec<sled::IVec> = tree.range(range).keys().collect::<Result<_, _>>()?;
-                    for k in ks {
-                        tree.remove(k)?;
+                // The index must see this group's segments first.
+                self.write_pending(p)?;
+                p.dirty = true;
+                for first in self.index.firsts_from(queue_id, from) {
+                    if first >= from {
+                        let info = self.index.remove(queue_id, first).expect("listed by the index");
+                        let tree = self.tree(info.persistent);
+                        tree.remove(keys::entry(queue_id, first))?;
+                        tree.remove(keys::acks(queue_id, first))?;
+                    } else {
+                        let info = self.index.get_mut(queue_id, first).expect("listed by the index");
+                        for offset in (from - first) as u32..info.count {
+                            info.removed.set(offset);
+                        }
+                        p.touched.insert((queue_id, first));
                     }
                 }
                 if from == 0 {
+                    p.delivered.remove(&queue_id);
                     self.meta.remove(keys::delivered(queue_id))?;
                 }
+                self.write_pending(p)?;
+            }
+            Op::Delivered { queue_id, seq } => {
+                let mark = p.delivered.entry(queue_id).or_default();
+                *mark = (*mark).max(seq);
             }
             Op::Meta { key, value, done } => {
-                *dirty = true;
+                p.dirty = true;
                 match value {
                     Some(v) => {
                         self.meta.insert(key, v)?;
@@ -166,7 +213,7 @@ impl Writer {
                 waiters.push(Waiter::Done(done));
             }
             Op::MetaPurge { prefix, pred, done } => {
-                *dirty = true;
+                p.dirty = true;
                 let ks: Vec<sled::IVec> = self.meta.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
                 for k in ks.into_iter().filter(|k| pred(k)) {
                     self.meta.remove(k)?;
@@ -180,47 +227,123 @@ impl Writer {
                 let _ = done.send(());
             }
             Op::Load { queue_id, from, max, reply } => {
-                let (loaded, paged_keys) = self.load(queue_id, from, max);
+                self.write_pending(p)?;
+                let loaded = self.load(queue_id, from, max, p);
                 let _ = reply.send(loaded);
-                // Transient entries now live in memory only; nothing needs them on disk
-                // (and removing them needs no flush: they would be dropped at restart anyway).
-                let mut batch = sled::Batch::default();
-                for k in paged_keys {
-                    batch.remove(k);
-                }
-                self.paged.apply_batch(batch)?;
             }
         }
         Ok(())
     }
 
-    /// Merges the two trees' entries for the queue, in sequence order. A record that does
-    /// not decode is logged and skipped, never fatal.
-    fn load(&self, queue_id: u64, from: u64, max: usize) -> (Vec<StoredMessage>, Vec<sled::IVec>) {
-        let range = || keys::entry(queue_id, from)..=keys::entry(queue_id, u64::MAX);
-        let mut a = self.persistent.range(range()).peekable();
-        let mut b = self.paged.range(range()).peekable();
-        let mut out = Vec::with_capacity(max.min(4096));
-        let mut paged_keys = Vec::new();
-        while out.len() < max {
-            let pick_a = match (a.peek(), b.peek()) {
-                (Some(Ok((ka, _))), Some(Ok((kb, _)))) => ka <= kb,
-                (Some(_), _) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let next = if pick_a { a.next() } else { b.next() };
-            let Some(Ok((k, v))) = next else { continue };
-            let Some((_, seq)) = keys::parse_entry(&k) else { continue };
-            if !pick_a {
-                paged_keys.push(k.clone());
-            }
-            match record::decode(&v) {
-                Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent: pick_a }),
-                None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
+    fn tree(&self, persistent: bool) -> &sled::Tree {
+        if persistent {
+            &self.persistent
+        } else {
+            &self.paged
+        }
+    }
+
+    /// Marks message `seq` settled, in the segment being built or in the index.
+    fn settle(&mut self, queue_id: u64, seq: u64, p: &mut Pending) {
+        if let Some((_, _, b)) = p.builders.iter_mut().find(|(q, _, b)| *q == queue_id && b.contains(seq)) {
+            // Settled before it was ever written: with luck the whole segment never is.
+            let offset = (seq - b.first) as u32;
+            b.removed.set(offset);
+        } else if let Some((first, info)) = self.index.find_mut(queue_id, seq) {
+            if info.removed.set((seq - first) as u32) {
+                p.touched.insert((queue_id, first));
             }
         }
-        (out, paged_keys)
+    }
+
+    /// Writes a finished segment (unless every message in it is already settled) and
+    /// indexes it.
+    fn seal(&mut self, queue_id: u64, persistent: bool, b: Builder, p: &mut Pending) -> sled::Result<()> {
+        let (first, count, removed, value) = b.finish();
+        if removed.count() == count {
+            return Ok(());
+        }
+        p.dirty |= persistent;
+        let tree = self.tree(persistent);
+        tree.insert(keys::entry(queue_id, first), value)?;
+        if persistent && removed.count() > 0 {
+            tree.insert(keys::acks(queue_id, first), removed.to_bytes())?;
+        }
+        self.index.insert(queue_id, first, SegInfo { count, removed, persistent });
+        Ok(())
+    }
+
+    /// Writes what the group has pending: finished segments, settled bitmaps (or the
+    /// deletion of segments with nothing left), delivered marks.
+    fn write_pending(&mut self, p: &mut Pending) -> sled::Result<()> {
+        for (queue_id, persistent, b) in std::mem::take(&mut p.builders) {
+            self.seal(queue_id, persistent, b, p)?;
+        }
+        let mut batches = [sled::Batch::default(), sled::Batch::default()];
+        for (queue_id, first) in p.touched.drain() {
+            let Some(info) = self.index.get(queue_id, first) else { continue };
+            let persistent = info.persistent;
+            p.dirty |= persistent;
+            let batch = &mut batches[usize::from(persistent)];
+            if info.live() == 0 {
+                self.index.remove(queue_id, first);
+                batch.remove(&keys::entry(queue_id, first));
+                batch.remove(&keys::acks(queue_id, first));
+            } else if persistent {
+                batch.insert(&keys::acks(queue_id, first), info.removed.to_bytes());
+            }
+        }
+        let [paged, persistent] = batches;
+        self.paged.apply_batch(paged)?;
+        self.persistent.apply_batch(persistent)?;
+        for (queue_id, seq) in p.delivered.drain() {
+            p.dirty = true;
+            self.meta.insert(keys::delivered(queue_id), &seq.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` unsettled messages of the queue from `from` on, in sequence order. Paged
+    /// transient messages count as settled once read: from then on they live in memory only.
+    /// A record that does not decode is logged and skipped, never fatal.
+    fn load(&mut self, queue_id: u64, from: u64, max: usize, p: &mut Pending) -> Vec<StoredMessage> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        for first in self.index.firsts_from(queue_id, from) {
+            if out.len() >= max {
+                break;
+            }
+            let persistent = self.index.get(queue_id, first).is_some_and(|i| i.persistent);
+            let value = match self.tree(persistent).get(keys::entry(queue_id, first)) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    tracing::error!(queue_id, first, "indexed segment missing from the store");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(queue_id, first, error = %e, "segment read failed");
+                    continue;
+                }
+            };
+            let info = self.index.get_mut(queue_id, first).expect("listed by the index");
+            for (offset, rec) in segment::records(&value).enumerate() {
+                let (offset, seq) = (offset as u32, first + offset as u64);
+                if seq < from || info.removed.get(offset) {
+                    continue;
+                }
+                if out.len() >= max {
+                    break;
+                }
+                if !persistent {
+                    info.removed.set(offset);
+                    p.touched.insert((queue_id, first));
+                }
+                match record::decode(rec) {
+                    Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent }),
+                    None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
+                }
+            }
+        }
+        out
     }
 }
 

@@ -1,6 +1,7 @@
 //! Socket reads and writes for one connection: batched, non-blocking, bounded.
 use bytes::BytesMut;
 use std::io::{self, IoSlice};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use warren_codec::OutBuf;
 
@@ -23,12 +24,15 @@ pub fn read_available(stream: &TcpStream, buf: &mut BytesMut, chunk: &mut usize)
             buf.reserve(*chunk);
         }
         let room = buf.capacity() - buf.len();
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => {
+        match read_once(stream, buf, room) {
+            Ok((0, _)) => return Ok(total),
+            Ok((n, drained)) => {
                 total += n;
                 if n == room {
                     *chunk = (*chunk * 2).min(READ_CHUNK);
+                }
+                if drained {
+                    break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -40,6 +44,30 @@ pub fn read_available(stream: &TcpStream, buf: &mut BytesMut, chunk: &mut usize)
         return Err(io::ErrorKind::WouldBlock.into());
     }
     Ok(total)
+}
+
+/// One read into `buf`; returns the bytes read and whether the socket is known to be drained.
+///
+/// A read that returns less than the room it was given emptied the socket's receive buffer,
+/// so we tell tokio the socket is no longer readable right away (by reporting WouldBlock from
+/// inside `try_io`, which clears the readiness it observed; data arriving meanwhile sets a new
+/// readiness tick, which is not cleared). Otherwise every pass would end with one more
+/// `recvfrom` that fails with EAGAIN: two wasted syscalls per message at low rates, one on
+/// the publish-to-deliver path.
+fn read_once(stream: &TcpStream, buf: &mut BytesMut, room: usize) -> io::Result<(usize, bool)> {
+    let mut got = 0;
+    let r = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read_buf(buf)?;
+        if got > 0 && got < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match r {
+        Ok(n) => Ok((n, false)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok((got, true)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes as much of `out` as the socket takes now, in vectored writes (one syscall for

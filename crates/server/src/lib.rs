@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod listener;
+mod memory;
 
 pub use config::{Config, ConfigError};
 use connection::Shared;
@@ -126,7 +127,9 @@ impl Server {
         for a in &self.addrs {
             tracing::info!(addr = %a, "AMQP listener started");
         }
+        let trimmer = tokio::spawn(memory::trim_after_drains(self.shared.broker.clone()));
         shutdown.await;
+        trimmer.abort();
         tracing::info!("shutting down: closing connections with 320 CONNECTION_FORCED");
         let _ = stop_tx.send(());
         let mut conns = Vec::new();

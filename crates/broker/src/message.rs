@@ -22,8 +22,8 @@ impl Message {
         self.header.delivery_mode() == 2
     }
 
-    /// Approximate bytes this message holds in memory (body, raw header, names, and the
-    /// parsed properties), for the queues' memory windows.
+    /// Approximate bytes this message holds in memory (the struct and its allocation, body,
+    /// raw header, names), for the queues' memory windows.
     pub fn memory_size(&self) -> usize {
         const FIXED: usize = std::mem::size_of::<Message>() + 64;
         FIXED + self.body.len() + self.header.raw.len() + self.exchange.len() + self.routing_key.len()

@@ -61,7 +61,7 @@ impl Channel {
         if c.publish.immediate {
             return Err(err_on(AmqpError::new(ReplyCode::NotImplemented, "immediate=true")));
         }
-        if let Some(uid) = c.header.properties.user_id() {
+        if let Some(uid) = c.header.has_user_id().then(|| c.header.properties()).and_then(|p| p.user_id().clone()) {
             if uid.as_str() != ctx.user {
                 return Err(err_on(AmqpError::new(
                     ReplyCode::PreconditionFailed,

@@ -331,10 +331,7 @@ mod tests {
         let reference = parse_all(&sent);
         assert_eq!(
             reference,
-            [AMQPFrame::Header(
-                4,
-                AMQPContentHeader { class_id: 60, body_size: 3, properties: header.properties.clone() }
-            )]
+            [AMQPFrame::Header(4, AMQPContentHeader { class_id: 60, body_size: 3, properties: header.properties() })]
         );
 
         let mut out = OutBuf::new();

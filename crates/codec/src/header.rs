@@ -1,4 +1,5 @@
-//! Content header frames: parsed properties plus the exact bytes received.
+//! Content header frames: the exact bytes received, checked, plus the one property the hot
+//! path needs.
 
 use crate::error::{erl_binary, CodecError};
 use crate::writer::generate;
@@ -12,11 +13,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 const FIXED_FIELDS: usize = 12;
 
 /// A content header.
+///
+/// Every message in a queue holds one, so it keeps only the raw bytes and delivery-mode:
+/// amq-protocol's parsed `BasicProperties` is ~300 bytes of options and strings, which made
+/// a queued 128-byte message cost ~670 bytes of memory. The rare users of other properties
+/// (headers exchanges, the user-id check) parse them again with [`ContentHeader::properties`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    pub properties: BasicProperties,
+    delivery_mode: u8,
     /// The whole header-frame payload exactly as received (class, weight, size, flags,
     /// properties), so a delivery re-sends it byte for byte without re-encoding. Re-encoding
     /// would not be faithful anyway: amq-protocol keeps header tables in a sorted map.
@@ -32,12 +38,27 @@ impl ContentHeader {
         raw.put_u16(0); // weight, always 0
         raw.put_u64(body_size);
         generate(&mut raw, gen_properties(&properties));
-        ContentHeader { class_id, body_size, properties, raw: raw.freeze() }
+        let delivery_mode = properties.delivery_mode().unwrap_or(0);
+        ContentHeader { class_id, body_size, delivery_mode, raw: raw.freeze() }
     }
 
     /// The delivery-mode property (2 = persistent), 0 if absent.
     pub fn delivery_mode(&self) -> u8 {
-        self.properties.delivery_mode().unwrap_or(0)
+        self.delivery_mode
+    }
+
+    /// The properties, parsed again from the raw bytes (which were checked when decoded).
+    pub fn properties(&self) -> BasicProperties {
+        match parse_properties(&self.raw[FIXED_FIELDS..]) {
+            Ok((_, p)) => p,
+            Err(_) => BasicProperties::default(),
+        }
+    }
+
+    /// Whether the user-id property is present (a flag test: no parsing).
+    pub fn has_user_id(&self) -> bool {
+        const USER_ID_FLAG: u8 = 1 << 4;
+        self.raw.get(FIXED_FIELDS + 1).is_some_and(|low| low & USER_ID_FLAG != 0)
     }
 
     /// The weight field as received. The spec says it must be 0; RabbitMQ closes the connection
@@ -60,7 +81,8 @@ impl ContentHeader {
             Ok(_) => return Err(bad_properties(props, "trailing bytes after properties")),
             Err(e) => return Err(bad_properties(props, describe(&e))),
         };
-        Ok(ContentHeader { class_id, body_size, properties, raw })
+        let delivery_mode = properties.delivery_mode().unwrap_or(0);
+        Ok(ContentHeader { class_id, body_size, delivery_mode, raw })
     }
 }
 
@@ -99,6 +121,8 @@ mod tests {
         assert_eq!(reference.body_size, 12345);
         assert_eq!(reference.properties, props);
         assert_eq!(h.delivery_mode(), 2);
+        assert_eq!(h.properties(), props);
+        assert!(h.has_user_id());
         assert_eq!(h.weight(), 0);
         assert_eq!(ContentHeader::decode(h.raw.clone()).unwrap(), h);
     }
@@ -110,16 +134,19 @@ mod tests {
         assert_eq!(h.raw, raw);
         assert_eq!(h.class_id, 60);
         assert_eq!(h.body_size, 3);
-        let headers = h.properties.headers().as_ref().unwrap();
+        let props = h.properties();
+        let headers = props.headers().as_ref().unwrap();
         // 17 type tags, each under its own key.
         assert_eq!(headers.inner().len(), 17);
-        assert_eq!(h.properties.content_type().as_ref().unwrap().as_str(), "text/plain");
+        assert_eq!(props.content_type().as_ref().unwrap().as_str(), "text/plain");
+        assert_eq!(h.has_user_id(), props.user_id().is_some());
     }
 
     #[test]
     fn absent_delivery_mode_is_zero() {
         let h = ContentHeader::new(60, 0, BasicProperties::default());
         assert_eq!(h.delivery_mode(), 0);
+        assert!(!h.has_user_id());
         assert_eq!(&h.raw[..], &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 

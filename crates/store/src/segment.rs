@@ -13,7 +13,7 @@ use crate::record;
 use warren_broker::Message;
 
 /// A segment stops growing at this size; a bigger message gets a segment of its own.
-pub const MAX_SEGMENT_BYTES: usize = 1 << 20;
+pub const MAX_SEGMENT_BYTES: usize = 64 << 10;
 
 /// A segment being filled during a group; written when the group ends.
 pub struct Builder {

@@ -141,7 +141,9 @@ impl Bindings {
             Index::Fanout(dests) => dests.iter().for_each(f),
             Index::Topic(trie) => trie.for_each_match(msg.routing_key_str(), f),
             Index::Headers => {
-                let headers = msg.header.properties.headers().as_ref();
+                // Parsed per message: only headers exchanges pay for it.
+                let props = msg.header.properties();
+                let headers = props.headers().as_ref();
                 for b in &self.list {
                     if headers_match(&b.arguments, headers) {
                         f(&b.dest);

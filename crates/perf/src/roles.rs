@@ -1,0 +1,193 @@
+//! The two roles: producers publish (in batches, within the confirm window and the rate)
+//! and consumers consume (acking with `multiple`), recording publish-to-deliver latency.
+use crate::conn::{Conn, In, Reader};
+use crate::error::PerfError;
+use crate::frames::{self, Hot, PublishTemplate};
+use crate::stats::{histogram, now_ns, Stats};
+use crate::uri::AmqpUri;
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{watch, Notify};
+
+pub struct ProducerSpec {
+    pub queue: String,
+    pub size: usize,
+    pub persistent: bool,
+    /// Unconfirmed messages allowed in flight; 0 = no confirms.
+    pub confirm: u64,
+    /// Messages per second; 0 = as fast as the broker takes them.
+    pub rate: u64,
+    pub count: Option<u64>,
+}
+
+/// Publishes per write: enough to amortise the syscall, few enough to keep latency honest.
+const BATCH: u64 = 64;
+
+pub async fn producer(
+    uri: AmqpUri,
+    spec: ProducerSpec,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PerfError> {
+    let mut c = Conn::open(&uri).await?;
+    if spec.confirm > 0 {
+        c.confirm_select().await?;
+    }
+    let tpl = PublishTemplate::new("", &spec.queue, spec.size, spec.persistent, c.frame_max);
+    let Conn { reader, mut writer, .. } = c;
+    let settled = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Notify::new());
+    let mut listen = tokio::spawn(confirms(reader, stats.clone(), settled.clone(), progress.clone()));
+    let start = Instant::now();
+    let mut published = 0u64;
+    let mut buf = BytesMut::with_capacity(tpl.bytes.len() * BATCH as usize);
+    let result = async {
+        loop {
+            if listen.is_finished() {
+                // The broker closed the connection or channel: that error ends the run.
+                return match (&mut listen).await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(PerfError::Protocol("connection reader stopped".into())),
+                };
+            }
+            if *stop.borrow() || spec.count.is_some_and(|n| published >= n) {
+                return Ok(());
+            }
+            let mut n = BATCH.min(spec.count.map_or(u64::MAX, |c| c - published));
+            if spec.confirm > 0 {
+                let room = spec.confirm.saturating_sub(published - settled.load(Relaxed));
+                if room == 0 {
+                    tokio::select! {
+                        _ = progress.notified() => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                n = n.min(room);
+            }
+            if spec.rate > 0 {
+                let due = (start.elapsed().as_secs_f64() * spec.rate as f64) as u64;
+                if published >= due {
+                    let next = Duration::from_secs_f64((published + 1) as f64 / spec.rate as f64);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((start + next).into()) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                n = n.min(due - published);
+            }
+            buf.clear();
+            let now = now_ns();
+            for _ in 0..n {
+                tpl.append(&mut buf, now);
+            }
+            // Awaiting the write is the back-pressure: a broker that stops reading stops us.
+            tokio::select! {
+                r = writer.write_all(&buf) => r?,
+                _ = stop.changed() => return Ok(()),
+            }
+            published += n;
+            stats.counters.published.fetch_add(n, Relaxed);
+        }
+    }
+    .await;
+    if spec.confirm > 0 && result.is_ok() {
+        // Let the last confirms arrive (the caller decides how long to wait for them).
+        while settled.load(Relaxed) < published && !*stop.borrow() && !listen.is_finished() {
+            tokio::select! {
+                _ = progress.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    listen.abort();
+    result
+}
+
+/// Reads the producer's connection: confirms (ack/nack, multiple) move the settled mark;
+/// a close from the broker ends the run with its code.
+async fn confirms(
+    r: Reader,
+    stats: Arc<Stats>,
+    settled: Arc<AtomicU64>,
+    progress: Arc<Notify>,
+) -> Result<(), PerfError> {
+    let e = read_confirms(r, &stats, &settled, &progress).await;
+    // Wake the producer wherever it waits, so that it sees this task has ended.
+    progress.notify_one();
+    e
+}
+
+async fn read_confirms(mut r: Reader, stats: &Stats, settled: &AtomicU64, progress: &Notify) -> Result<(), PerfError> {
+    loop {
+        if let In::Hot(Hot::Confirm { tag, multiple, nack }) = r.next().await? {
+            let prev = settled.load(Relaxed);
+            let upto = if multiple { tag } else { tag.max(prev) };
+            if upto > prev {
+                settled.store(upto, Relaxed);
+                let counter = if nack { &stats.counters.nacked } else { &stats.counters.confirmed };
+                counter.fetch_add(upto - prev, Relaxed);
+                progress.notify_one();
+            }
+        }
+    }
+}
+
+pub struct ConsumerSpec {
+    pub queue: String,
+    pub prefetch: u16,
+    pub autoack: bool,
+    /// Ack (multiple) every this many deliveries.
+    pub ack_every: u64,
+}
+
+pub async fn consumer(
+    uri: AmqpUri,
+    spec: ConsumerSpec,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PerfError> {
+    let mut c = Conn::open(&uri).await?;
+    c.consume(&spec.queue, spec.prefetch, spec.autoack).await?;
+    let Conn { mut reader, mut writer, .. } = c;
+    let mut local = histogram();
+    let mut last_merge = Instant::now();
+    let (mut unacked, mut want_body) = (0u64, false);
+    let mut out = BytesMut::new();
+    loop {
+        let frame = tokio::select! {
+            f = reader.next() => f?,
+            _ = stop.changed() => break,
+        };
+        match frame {
+            In::Hot(Hot::Deliver { channel, tag }) => {
+                stats.counters.consumed.fetch_add(1, Relaxed);
+                want_body = true;
+                unacked += 1;
+                if !spec.autoack && unacked >= spec.ack_every {
+                    out.clear();
+                    frames::ack(&mut out, channel, tag, true);
+                    writer.write_all(&out).await?;
+                    unacked = 0;
+                }
+            }
+            In::Hot(Hot::Body(stamp)) if want_body => {
+                want_body = false;
+                if let Some(sent) = stamp.map(u64::from_le_bytes) {
+                    local.saturating_record(now_ns().saturating_sub(sent) / 1000);
+                }
+                if local.len() >= 1024 || last_merge.elapsed() > Duration::from_millis(100) {
+                    stats.merge(&mut local);
+                    last_merge = Instant::now();
+                }
+            }
+            _ => {}
+        }
+    }
+    stats.merge(&mut local);
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! One run: set up the queues, start the roles, print progress, decide when it is over,
+//! print the summary.
+use crate::conn::Conn;
+use crate::error::PerfError;
+use crate::roles::{consumer, producer, ConsumerSpec, ProducerSpec};
+use crate::stats::{progress_line, Stats, Summary};
+use crate::uri::AmqpUri;
+use crate::Args;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A --count or --drain run with no progress for this long is reported as stalled.
+const STALL: Duration = Duration::from_secs(10);
+/// A --drain run ends once nothing has arrived for this long (the queue is empty).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+
+pub async fn run(args: Args) -> Result<(), PerfError> {
+    let uri: AmqpUri = args.uri.parse()?;
+    if let Some(n) = args.connections {
+        return connections(&uri, n, &args).await;
+    }
+    let mut admin = Conn::open(&uri).await?;
+    let generated = args.queue.is_none();
+    let base = args.queue.clone().unwrap_or_else(|| format!("warren-perf-{}", std::process::id()));
+    let queues: Vec<String> =
+        if args.queues == 1 { vec![base] } else { (0..args.queues).map(|i| format!("{base}-{i}")).collect() };
+    let mut backlog = 0u64;
+    for q in &queues {
+        // A drain consumes what is there: the queue must exist, whatever it was declared with.
+        backlog += u64::from(admin.declare_queue(q, args.durable, args.drain).await?);
+    }
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let producers = if args.drain { 0 } else { args.producers };
+    // A drain is timed from the first subscription: the backlog is already there.
+    let drain_start = Instant::now();
+    for i in 0..args.consumers {
+        let spec = ConsumerSpec {
+            queue: queues[i % queues.len()].clone(),
+            prefetch: args.prefetch,
+            autoack: args.autoack,
+            ack_every: args.multi_ack.unwrap_or((u64::from(args.prefetch) / 4).max(1)).max(1),
+        };
+        tasks.spawn(consumer(uri.clone(), spec, stats.clone(), stop.clone()));
+    }
+    if !args.drain {
+        // Consumers subscribe first, so the first messages do not sit in the queue.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..producers {
+        let spec = ProducerSpec {
+            queue: queues[i % queues.len()].clone(),
+            size: args.size,
+            persistent: args.persistent,
+            confirm: args.confirm,
+            rate: args.rate,
+            count: args.count,
+        };
+        tasks.spawn(producer(uri.clone(), spec, stats.clone(), stop.clone()));
+    }
+    let start = if args.drain { drain_start } else { Instant::now() };
+    let outcome = watch_run(&args, producers, backlog, &stats, &mut tasks, start).await;
+    let elapsed = start.elapsed();
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let summary = Summary {
+        producers,
+        consumers: args.consumers,
+        size: args.size,
+        counts: stats.counters.snapshot(),
+        elapsed,
+        latency: stats.total(),
+    };
+    if generated && !args.drain {
+        for q in &queues {
+            let _ = admin.delete_queue(q).await;
+        }
+    }
+    admin.close().await;
+    eprintln!("{}", summary.human());
+    println!("{}", summary.result_line());
+    outcome
+}
+
+/// Prints progress once a second until the run is over; returns a role's error if one failed.
+async fn watch_run(
+    args: &Args,
+    producers: usize,
+    backlog: u64,
+    stats: &Stats,
+    tasks: &mut JoinSet<Result<(), PerfError>>,
+    start: Instant,
+) -> Result<(), PerfError> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last = stats.counters.snapshot();
+    let (mut last_line, mut last_change) = (Instant::now(), Instant::now());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => return Ok(()),
+            Some(done) = tasks.join_next() => {
+                match done {
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) if e.is_panic() => return Err(PerfError::Protocol(format!("a role panicked: {e}"))),
+                    _ => {}
+                }
+            }
+        }
+        let now = stats.counters.snapshot();
+        if now != last {
+            last_change = Instant::now();
+        }
+        if last_line.elapsed() >= Duration::from_secs(1) {
+            if !args.quiet {
+                let delta = [0, 1, 2, 3].map(|i| now[i] - last[i]);
+                eprintln!("{}", progress_line(start.elapsed(), delta, last_line.elapsed(), &stats.take_interval()));
+            }
+            last = now;
+            last_line = Instant::now();
+        }
+        let [published, confirmed, nacked, consumed] = now;
+        if args.drain {
+            if consumed >= backlog || last_change.elapsed() > DRAIN_IDLE {
+                return Ok(());
+            }
+        } else if let Some(count) = args.count {
+            let all = count * producers as u64;
+            let settled = args.confirm == 0 || confirmed + nacked >= all;
+            let consumed_all = args.consumers == 0 || consumed >= all;
+            if published >= all && settled && consumed_all {
+                return Ok(());
+            }
+            if last_change.elapsed() > STALL {
+                return Err(PerfError::Protocol(format!(
+                    "stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}"
+                )));
+            }
+        } else if start.elapsed().as_secs_f64() >= args.time {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens `n` idle connections with a channel each, holds them, and reports the broker's memory
+/// per connection when its pid is given.
+async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfError> {
+    let rss_before = args.broker_pid.map(rss_kib);
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(Conn::open(uri).await?);
+    }
+    let opened = start.elapsed();
+    tokio::time::sleep(Duration::from_secs_f64(args.time.min(30.0))).await;
+    let rss_after = args.broker_pid.map(rss_kib);
+    let per = match (rss_before, rss_after) {
+        (Some(a), Some(b)) => format!(" kib_per_conn={:.1}", b.saturating_sub(a) as f64 / n as f64),
+        _ => String::new(),
+    };
+    for c in conns {
+        c.close().await;
+    }
+    println!("RESULT connections={n} open_rate={}{per}", crate::stats::rate(n as u64, opened));
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}

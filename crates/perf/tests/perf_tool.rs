@@ -1,0 +1,91 @@
+//! Runs the built warren-perf binary against a real Warren broker and checks its RESULT line.
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Runs warren-perf with `args` against `uri`; returns its RESULT fields (and the exit status).
+fn perf(uri: &str, args: &[&str]) -> (bool, HashMap<String, String>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren-perf"))
+        .arg("--uri")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("warren-perf runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let fields = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (out.status.success(), fields, stderr)
+}
+
+fn n(f: &HashMap<String, String>, k: &str) -> u64 {
+    f.get(k).unwrap_or_else(|| panic!("{k} missing from {f:?}")).parse().unwrap()
+}
+
+#[test]
+fn count_run_with_confirms_delivers_everything_once() {
+    let b = warren_it::start();
+    let (ok, f, err) =
+        perf(&b.uri(), &["--count", "5000", "--producers", "2", "--consumers", "2", "--confirm", "100", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "published"), 10_000);
+    assert_eq!(n(&f, "confirmed"), 10_000);
+    assert_eq!(n(&f, "consumed"), 10_000);
+    assert!(n(&f, "consume_rate") > 0 && n(&f, "p99_us") >= n(&f, "p50_us"), "{f:?}");
+    assert!(n(&f, "max_us") > 0, "latency was measured: {f:?}");
+}
+
+#[test]
+fn timed_run_reports_progress_and_rates() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(&b.uri(), &["--time", "2", "--rate", "2000", "--size", "64"]);
+    assert!(ok, "{err}");
+    assert!(err.lines().filter(|l| l.contains("published") && l.contains("/s")).count() >= 2, "progress lines: {err}");
+    let published = n(&f, "published");
+    assert!((2000..=5000).contains(&published), "about 2 s at 2000/s, got {published}");
+    assert!(n(&f, "consumed") > 0);
+}
+
+#[test]
+fn drain_empties_a_persistent_backlog() {
+    let b = warren_it::start();
+    let fill = [
+        "--queue",
+        "perf-backlog",
+        "--durable",
+        "--persistent",
+        "--count",
+        "3000",
+        "--consumers",
+        "0",
+        "--confirm",
+        "500",
+        "--quiet",
+    ];
+    let (ok, f, err) = perf(&b.uri(), &fill);
+    assert!(ok, "{err}");
+    assert_eq!((n(&f, "confirmed"), n(&f, "consumed")), (3000, 0));
+    let (ok, f, err) = perf(&b.uri(), &["--queue", "perf-backlog", "--drain", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 3000);
+}
+
+#[test]
+fn broker_errors_are_reported_with_their_code() {
+    let b = warren_it::start();
+    let uri = format!("{}/no-such-vhost", b.uri().trim_end_matches("/%2f").trim_end_matches('/'));
+    let (ok, _, err) = perf(&uri, &["--time", "1"]);
+    assert!(!ok);
+    assert!(err.contains("530"), "{err}");
+    let (ok, _, err) = perf("amqp://guest:guest@127.0.0.1:1", &["--time", "1"]);
+    assert!(!ok);
+    assert!(err.contains("cannot connect"), "{err}");
+}

@@ -80,6 +80,16 @@ pub struct Writer {
 /// Operations taken per group; a bigger group shares one flush among more publishes.
 const MAX_GROUP: usize = 8192;
 
+/// Message bytes after which the writer flushes even in the middle of a group.
+///
+/// sled 0.34 writes each full 512 KiB log buffer on its own thread pool (at most 128 threads).
+/// Those writes need the segment accountant's lock, which the writer can hold while it waits
+/// for a file truncation queued on the same pool: once a huge group has queued a hundred
+/// buffer writes, that wait never ends (sled issue #1412; we hit it paging 1,000 busy queues).
+/// Flushing every few MiB waits for the buffers written so far, so only a handful of
+/// writes are ever outstanding and the pool always has a thread for the truncation.
+const FLUSH_EVERY_BYTES: usize = 4 << 20;
+
 enum Waiter {
     Listener(Arc<dyn DurableListener>, u16, u64),
     Done(SyncSender<Result<(), String>>),
@@ -95,6 +105,8 @@ struct Pending {
     delivered: HashMap<u64, u64>,
     /// Something that must survive a restart changed, so the group needs a flush.
     dirty: bool,
+    /// Message bytes handed to sled since the last flush.
+    unflushed: usize,
 }
 
 impl Writer {
@@ -117,7 +129,15 @@ impl Writer {
                     tracing::error!(error = %e, "store write failed");
                     failed.get_or_insert(e.to_string());
                 }
+                if pending.unflushed >= FLUSH_EVERY_BYTES {
+                    pending.unflushed = 0;
+                    if let Err(e) = self.write_pending(&mut pending).and_then(|()| self.db.flush().map(drop)) {
+                        tracing::error!(error = %e, "store write failed");
+                        failed.get_or_insert(e.to_string());
+                    }
+                }
             }
+            pending.unflushed = 0;
             if let Err(e) = self.write_pending(&mut pending) {
                 tracing::error!(error = %e, "store write failed");
                 failed.get_or_insert(e.to_string());
@@ -166,6 +186,7 @@ impl Writer {
                     }
                 };
                 b.push(&message);
+                p.unflushed += record::encoded_len(&message);
             }
             Op::Remove { queue_id, seqs } => {
                 for seq in seqs {

@@ -26,6 +26,10 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn is_over(&self) -> bool {
         self.used() > self.limit
     }

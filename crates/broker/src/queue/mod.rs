@@ -5,6 +5,8 @@ mod consumer;
 mod handle;
 mod memory;
 mod ready;
+#[cfg(test)]
+mod flow_tests;
 
 pub use consumer::{ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink};
 pub use handle::QueueHandle;
@@ -489,8 +491,15 @@ impl Queue {
         let window = self.storage.memory_window;
         let threshold = self.storage.flow_threshold.max(2);
         let blocked = self.flow_blocked.load(Ordering::Relaxed);
-        let over = len > threshold || mem > window / 2;
-        let under = len <= threshold / 2 && mem <= window / 4;
+        // Broker-wide pressure too: many queues each under their own bounds can still fill the
+        // global budget, and past it every new message is paged to disk. A queue whose consumers
+        // are behind is better served by slowing its publishers than by paging what they will
+        // read in a moment (RabbitMQ's memory alarm does the same, for all publishers).
+        let (used, limit) = (self.storage.budget.used(), self.storage.budget.limit());
+        let global_over = used > limit / 2 && mem > window / 16;
+        let global_under = used <= limit / 4 || mem <= window / 32;
+        let over = len > threshold || mem > window / 2 || global_over;
+        let under = len <= threshold / 2 && mem <= window / 4 && global_under;
         if !blocked && !st.consumers.is_empty() && over {
             self.flow_blocked.store(true, Ordering::Release);
         } else if blocked && (st.consumers.is_empty() || under) {

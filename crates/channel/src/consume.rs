@@ -130,6 +130,11 @@ impl Channel {
         }
     }
 
+    /// Whether this channel consumes from any queue.
+    pub fn has_consumers(&self) -> bool {
+        !self.consumers.is_empty()
+    }
+
     /// Retries dispatch on every queue this channel consumes from (credit came back, or the
     /// connection's outbound buffer drained).
     pub fn kick_queues(&self) {

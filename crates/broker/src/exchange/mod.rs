@@ -86,11 +86,10 @@ impl Exchange {
 
     /// Appends to `out` every queue this message reaches through this exchange and the
     /// exchanges bound to it. `out` may hold duplicates; [`route`] removes them.
-    fn collect(self: &Arc<Self>, msg: &Message, out: &mut Vec<QueueHandle>, seen: &mut Vec<*const Exchange>) {
-        if seen.len() >= MAX_ROUTE_DEPTH || seen.contains(&Arc::as_ptr(self)) {
+    fn collect(self: &Arc<Self>, msg: &Message, out: &mut Vec<QueueHandle>, seen: &mut Visited) {
+        if !seen.insert(Arc::as_ptr(self)) {
             return;
         }
-        seen.push(Arc::as_ptr(self));
         let mut next: Vec<Arc<Exchange>> = Vec::new();
         self.bindings.read().for_each_match(msg, |d| match d {
             Dest::Queue(q) => out.push(q.clone()),
@@ -102,11 +101,30 @@ impl Exchange {
     }
 }
 
+/// Exchanges already visited while routing one message (exchange-to-exchange bindings can
+/// form cycles). A fixed array on the stack: a Vec here cost an allocation per publish.
+struct Visited {
+    ptrs: [*const Exchange; MAX_ROUTE_DEPTH],
+    len: usize,
+}
+
+impl Visited {
+    /// False if `e` was visited already, or too many exchanges were.
+    fn insert(&mut self, e: *const Exchange) -> bool {
+        if self.len == MAX_ROUTE_DEPTH || self.ptrs[..self.len].contains(&e) {
+            return false;
+        }
+        self.ptrs[self.len] = e;
+        self.len += 1;
+        true
+    }
+}
+
 /// Resolves a message to the distinct queues it must go to. `out` is cleared first; callers
 /// keep it between publishes so routing allocates nothing in the steady state.
 pub fn route(exchange: &Arc<Exchange>, msg: &Message, out: &mut Vec<QueueHandle>) {
     out.clear();
-    let mut seen: Vec<*const Exchange> = Vec::new();
+    let mut seen = Visited { ptrs: [std::ptr::null(); MAX_ROUTE_DEPTH], len: 0 };
     exchange.collect(msg, out, &mut seen);
     if out.len() > 1 {
         out.sort_unstable_by_key(|q| &**q as *const _ as usize);

@@ -28,7 +28,8 @@ fn message(size: usize) -> Arc<Message> {
 fn queue_with_consumer(broker: &Broker, name: &str) -> QueueHandle {
     let vhost = broker.vhost("/").unwrap_or_else(|| broker.add_vhost("/").unwrap());
     let q = broker.declare_queue(&vhost, 1, &QueueDeclare { name: name.into(), ..Default::default() }).unwrap().queue;
-    let spec = ConsumerSpec { tag: name.into(), channel: 1, connection: 1, no_ack: false, exclusive: false, prefetch: 1 };
+    let spec =
+        ConsumerSpec { tag: name.into(), channel: 1, connection: 1, no_ack: false, exclusive: false, prefetch: 1 };
     q.add_consumer(Arc::new(Consumer::new(spec, Arc::new(Credit::new(0)), Arc::new(Holds)))).unwrap();
     q
 }
@@ -36,7 +37,8 @@ fn queue_with_consumer(broker: &Broker, name: &str) -> QueueHandle {
 #[test]
 fn publishers_wait_when_the_broker_wide_budget_fills_not_only_their_queue() {
     // Each queue alone stays far below its own bounds (1 MiB window, a million messages)...
-    let settings = BrokerSettings { queue_flow_threshold: 1_000_000, queue_memory_window: 1 << 20, memory_limit: 1 << 20 };
+    let settings =
+        BrokerSettings { queue_flow_threshold: 1_000_000, queue_memory_window: 1 << 20, memory_limit: 1 << 20 };
     let broker = Broker::new(settings, Box::new(InMemoryOnly), None);
     let queues: Vec<QueueHandle> = (0..8).map(|i| queue_with_consumer(&broker, &format!("q{i}"))).collect();
     for q in &queues {

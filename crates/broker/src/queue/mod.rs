@@ -2,11 +2,11 @@
 //! paging to the store past a memory window, and the flow gate that pushes back on
 //! publishers when consumers fall behind.
 mod consumer;
+#[cfg(test)]
+mod flow_tests;
 mod handle;
 mod memory;
 mod ready;
-#[cfg(test)]
-mod flow_tests;
 
 pub use consumer::{ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink};
 pub use handle::QueueHandle;
@@ -101,6 +101,11 @@ struct State {
     /// Recovered messages up to this seq come back marked redelivered.
     recovered_delivered: u64,
 }
+
+/// Under broker-wide memory pressure, a queue with consumers and more than this many bytes
+/// ready holds its publishers back. Small, so that a thousand queues each a little behind
+/// cannot fill the budget between them (each would stay under any per-queue share).
+const GLOBAL_GATE_MIN_BYTES: usize = 64 << 10;
 
 /// Messages loaded from the store per read when the in-memory part runs low.
 const PAGE_IN_BATCH: usize = 2048;
@@ -496,8 +501,8 @@ impl Queue {
         // are behind is better served by slowing its publishers than by paging what they will
         // read in a moment (RabbitMQ's memory alarm does the same, for all publishers).
         let (used, limit) = (self.storage.budget.used(), self.storage.budget.limit());
-        let global_over = used > limit / 2 && mem > window / 16;
-        let global_under = used <= limit / 4 || mem <= window / 32;
+        let global_over = used > limit / 2 && mem > GLOBAL_GATE_MIN_BYTES;
+        let global_under = used <= limit / 4 || mem <= GLOBAL_GATE_MIN_BYTES / 2;
         let over = len > threshold || mem > window / 2 || global_over;
         let under = len <= threshold / 2 && mem <= window / 4 && global_under;
         if !blocked && !st.consumers.is_empty() && over {

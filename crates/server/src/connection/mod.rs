@@ -194,7 +194,7 @@ impl Connection {
                         return format!("write failed: {e}");
                     }
                 }
-                _ = wait_flow(&self.blocked), if !self.blocked.is_empty() => {
+                _ = wait_flow(&self.blocked, self.consumes()), if !self.blocked.is_empty() => {
                     // Released or timed out: read again either way. A publish to a queue
                     // that is still over its threshold blocks us again after this pass.
                     self.blocked.clear();
@@ -214,6 +214,11 @@ impl Connection {
             }
             self.drain_mailbox();
         }
+    }
+
+    /// Whether any channel of this connection has a consumer.
+    fn consumes(&self) -> bool {
+        self.channels.values().any(|slot| slot.chan.has_consumers())
     }
 
     /// Writes what the socket takes now and publishes the outbound size to the mailbox.
@@ -287,9 +292,17 @@ impl Connection {
 
 /// Resolves when the first blocked queue opens its flow gate, or after a short while, so a
 /// connection that both publishes and consumes cannot wait forever on its own acks.
-async fn wait_flow(blocked: &[QueueHandle]) {
+/// Waits for the first blocking queue's flow gate to open, or a timeout.
+///
+/// A connection that also consumes must not wait long: the acks that would drain the queue
+/// may be in the very socket it stopped reading (self-deadlock), so it takes another read pass
+/// after 50 ms. A publish-only connection waits for the gate itself (re-checking every second),
+/// so that a thousand blocked publishers do not each push a full read pass every 50 ms into
+/// queues that are already behind.
+async fn wait_flow(blocked: &[QueueHandle], consumes: bool) {
     if let Some(q) = blocked.first() {
-        let _ = tokio::time::timeout(Duration::from_millis(50), q.flow_released()).await;
+        let wait = if consumes { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        let _ = tokio::time::timeout(wait, q.flow_released()).await;
     }
 }
 

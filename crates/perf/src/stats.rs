@@ -98,56 +98,48 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn pct(&self, q: f64) -> u64 {
+    /// p50, p75, p95, p99, p99.9 and max latency in µs (zeros when nothing was measured).
+    fn latencies(&self) -> [u64; 6] {
         if self.latency.is_empty() {
-            0
-        } else {
-            self.latency.value_at_quantile(q)
+            return [0; 6];
         }
+        let q = |x| self.latency.value_at_quantile(x);
+        [q(0.5), q(0.75), q(0.95), q(0.99), q(0.999), self.latency.max()]
+    }
+
+    /// Published, confirmed and consumed per second.
+    fn rates(&self) -> [u64; 3] {
+        let [p, c, _, d] = self.counts;
+        [p, c, d].map(|x| rate(x, self.elapsed))
     }
 
     /// The machine-readable line.
     pub fn result_line(&self) -> String {
         let [p, c, n, d] = self.counts;
-        let r = |x| rate(x, self.elapsed);
+        let [pr, cr, dr] = self.rates();
+        let [l50, l75, l95, l99, l999, max] = self.latencies();
         format!(
             "RESULT producers={} consumers={} size={} seconds={:.2} published={p} confirmed={c} nacked={n} consumed={d} \
-             publish_rate={} confirm_rate={} consume_rate={} p50_us={} p75_us={} p95_us={} p99_us={} p999_us={} max_us={}",
+             publish_rate={pr} confirm_rate={cr} consume_rate={dr} p50_us={l50} p75_us={l75} p95_us={l95} \
+             p99_us={l99} p999_us={l999} max_us={max}",
             self.producers,
             self.consumers,
             self.size,
             self.elapsed.as_secs_f64(),
-            r(p),
-            r(c),
-            r(d),
-            self.pct(0.5),
-            self.pct(0.75),
-            self.pct(0.95),
-            self.pct(0.99),
-            self.pct(0.999),
-            if self.latency.is_empty() { 0 } else { self.latency.max() },
         )
     }
 
     pub fn human(&self) -> String {
         let [p, c, n, d] = self.counts;
-        let r = |x| rate(x, self.elapsed);
+        let [pr, cr, dr] = self.rates();
+        let [l50, l75, l95, l99, l999, max] = self.latencies();
         format!(
-            "{} producer(s), {} consumer(s), {} B messages, {:.1} s\n  published {p} ({}/s), confirmed {c} ({}/s), \
-             nacked {n}, consumed {d} ({}/s)\n  latency µs: p50 {}  p75 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+            "{} producer(s), {} consumer(s), {} B messages, {:.1} s\n  published {p} ({pr}/s), confirmed {c} ({cr}/s), \
+             nacked {n}, consumed {d} ({dr}/s)\n  latency µs: p50 {l50}  p75 {l75}  p95 {l95}  p99 {l99}  p99.9 {l999}  max {max}",
             self.producers,
             self.consumers,
             self.size,
             self.elapsed.as_secs_f64(),
-            r(p),
-            r(c),
-            r(d),
-            self.pct(0.5),
-            self.pct(0.75),
-            self.pct(0.95),
-            self.pct(0.99),
-            self.pct(0.999),
-            if self.latency.is_empty() { 0 } else { self.latency.max() },
         )
     }
 }

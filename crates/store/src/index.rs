@@ -10,8 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 pub struct SegInfo {
     pub count: u32,
     pub removed: Removed,
-    /// In the `persistent` tree (else `paged`).
-    pub persistent: bool,
 }
 
 impl SegInfo {
@@ -71,7 +69,7 @@ mod tests {
     use super::*;
 
     fn seg(count: u32) -> SegInfo {
-        SegInfo { count, removed: Removed::default(), persistent: true }
+        SegInfo { count, removed: Removed::default() }
     }
 
     #[test]

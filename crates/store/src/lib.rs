@@ -1,10 +1,10 @@
 //! Warren's durability layer, on sled.
 //!
-//! Three trees: `meta` (durable vhosts, exchanges, queues, bindings, and per-queue
-//! delivered marks), `persistent` (persistent messages of durable queues, in segments keyed
-//! by queue id and first sequence number, each with a bitmap of its settled messages) and
-//! `paged` (transient messages paged out of memory; emptied at every start, since transient
-//! messages do not survive restarts).
+//! Two sled trees: `meta` (durable vhosts, exchanges, queues, bindings, and per-queue
+//! delivered marks) and `persistent` (persistent messages of durable queues, in segments keyed
+//! by queue id and first sequence number, each with a bitmap of its settled messages).
+//! Transient messages paged out of memory go to a spill file per queue under `spill/`
+//! ([`spill`]), emptied at every start since transient messages do not survive restarts.
 //!
 //! All writes go through one writer thread ([`writer`]) in submission order. It takes
 //! whatever has queued up, applies it, flushes once (fsync), and only then tells the
@@ -15,6 +15,7 @@ mod meta;
 mod record;
 mod recover;
 mod segment;
+mod spill;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -68,11 +69,24 @@ impl Store {
             .map_err(open)?;
         let meta = db.open_tree("meta").map_err(open)?;
         let persistent = db.open_tree("persistent").map_err(open)?;
-        let paged = db.open_tree("paged").map_err(open)?;
-        let (recovered, index) = recover::recover(&meta, &persistent, &paged)?;
+        // Paged transient messages lived in this tree before spill files; nothing in it
+        // survives a restart anyway.
+        db.drop_tree("paged").map_err(open)?;
+        let (recovered, index) = recover::recover(&meta, &persistent)?;
+        let spill_dir = dir.join("spill");
+        let _ = std::fs::remove_dir_all(&spill_dir);
+        std::fs::create_dir_all(&spill_dir).map_err(|source| StoreError::Dir { path: spill_dir.clone(), source })?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = Writer { db, meta, persistent, paged, index, fail_writes: fail_writes.clone() };
+        let w = Writer {
+            db,
+            meta,
+            persistent,
+            index,
+            spill_dir,
+            spills: Default::default(),
+            fail_writes: fail_writes.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("warren-store".into())
             .spawn(move || w.run(rx))

@@ -8,16 +8,11 @@ use warren_broker::queue::RecoveredState;
 use warren_broker::Recovered;
 
 /// Reads metadata, indexes each durable queue's stored segments and counts their unsettled
-/// messages. Paged transient
-/// messages are dropped (RabbitMQ drops transient messages on restart), and so are entries
-/// of queues that no longer exist. A record that does not parse is logged and skipped: a
+/// messages. Entries of queues that no longer exist are removed. (Paged transient messages
+/// were in spill files, which the store empties at every start: RabbitMQ drops transient
+/// messages on restart too.) A record that does not parse is logged and skipped: a
 /// damaged entry never stops the broker from starting.
-pub(crate) fn recover(
-    meta: &sled::Tree,
-    persistent: &sled::Tree,
-    paged: &sled::Tree,
-) -> Result<(Recovered, Index), StoreError> {
-    paged.clear()?;
+pub(crate) fn recover(meta: &sled::Tree, persistent: &sled::Tree) -> Result<(Recovered, Index), StoreError> {
     let mut r = Recovered::default();
     let mut delivered: HashMap<u64, u64> = HashMap::new();
     for item in meta.iter() {
@@ -55,9 +50,7 @@ pub(crate) fn recover(
         let (k, v) = item?;
         if let Some((qid, first)) = keys::parse_entry(&k).filter(|(q, _)| queue_at.contains_key(q)) {
             match segment::declared_count(&v) {
-                Some(count) if count > 0 => {
-                    index.insert(qid, first, SegInfo { count, removed: Removed::default(), persistent: true })
-                }
+                Some(count) if count > 0 => index.insert(qid, first, SegInfo { count, removed: Removed::default() }),
                 _ => {
                     tracing::error!(queue_id = qid, first, "unreadable segment header: segment dropped");
                     drop_keys.push(k);

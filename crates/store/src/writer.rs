@@ -3,6 +3,7 @@
 //! queue become one segment ([`crate::segment`]); settling them updates the segment's bitmap.
 use crate::index::{Index, SegInfo};
 use crate::segment::{self, Builder};
+use crate::spill::Spill;
 use crate::{keys, record};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -13,8 +14,8 @@ use warren_broker::{DurableListener, Message, StoredMessage};
 pub type KeyFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
 
 pub enum Op {
-    /// Message `seq` of a queue; `persistent` picks the tree (persistent entries survive
-    /// restarts, paged transient ones do not).
+    /// Message `seq` of a queue: persistent ones go into segments in sled, paged transient ones
+    /// into the queue's spill file.
     Put {
         queue_id: u64,
         seq: u64,
@@ -73,8 +74,10 @@ pub struct Writer {
     pub db: sled::Db,
     pub meta: sled::Tree,
     pub persistent: sled::Tree,
-    pub paged: sled::Tree,
     pub index: Index,
+    /// Where spill files live (emptied at every start).
+    pub spill_dir: std::path::PathBuf,
+    pub spills: HashMap<u64, Spill>,
 }
 
 /// Operations taken per group; a bigger group shares one flush among more publishes.
@@ -99,8 +102,8 @@ enum Waiter {
 /// settled bitmaps changed, delivered marks.
 #[derive(Default)]
 struct Pending {
-    /// (queue id, persistent, builder); a handful at most, so a Vec beats a map.
-    builders: Vec<(u64, bool, Builder)>,
+    /// (queue id, builder); a handful at most, so a Vec beats a map.
+    builders: Vec<(u64, Builder)>,
     touched: HashSet<(u64, u64)>,
     delivered: HashMap<u64, u64>,
     /// Something that must survive a restart changed, so the group needs a flush.
@@ -170,19 +173,26 @@ impl Writer {
 
     fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, p: &mut Pending) -> sled::Result<()> {
         match op {
-            Op::Put { queue_id, seq, message, persistent } => {
-                let at = p.builders.iter().position(|(q, pers, _)| *q == queue_id && *pers == persistent);
+            Op::Put { queue_id, seq, message, persistent: false } => {
+                let spill = match self.spills.entry(queue_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(Spill::create(&self.spill_dir, queue_id)?),
+                };
+                spill.append(seq, &message)?;
+            }
+            Op::Put { queue_id, seq, message, persistent: true } => {
+                let at = p.builders.iter().position(|(q, _)| *q == queue_id);
                 let b = match at {
-                    Some(i) if p.builders[i].2.accepts(seq, &message) => &mut p.builders[i].2,
+                    Some(i) if p.builders[i].1.accepts(seq, &message) => &mut p.builders[i].1,
                     Some(i) => {
-                        let (_, _, full) = p.builders.swap_remove(i);
-                        self.seal(queue_id, persistent, full, p)?;
-                        p.builders.push((queue_id, persistent, Builder::new(seq)));
-                        &mut p.builders.last_mut().expect("just pushed").2
+                        let (_, full) = p.builders.swap_remove(i);
+                        self.seal(queue_id, full, p)?;
+                        p.builders.push((queue_id, Builder::new(seq)));
+                        &mut p.builders.last_mut().expect("just pushed").1
                     }
                     None => {
-                        p.builders.push((queue_id, persistent, Builder::new(seq)));
-                        &mut p.builders.last_mut().expect("just pushed").2
+                        p.builders.push((queue_id, Builder::new(seq)));
+                        &mut p.builders.last_mut().expect("just pushed").1
                     }
                 };
                 b.push(&message);
@@ -199,10 +209,9 @@ impl Writer {
                 p.dirty = true;
                 for first in self.index.firsts_from(queue_id, from) {
                     if first >= from {
-                        let info = self.index.remove(queue_id, first).expect("listed by the index");
-                        let tree = self.tree(info.persistent);
-                        tree.remove(keys::entry(queue_id, first))?;
-                        tree.remove(keys::acks(queue_id, first))?;
+                        self.index.remove(queue_id, first);
+                        self.persistent.remove(keys::entry(queue_id, first))?;
+                        self.persistent.remove(keys::acks(queue_id, first))?;
                     } else {
                         let info = self.index.get_mut(queue_id, first).expect("listed by the index");
                         for offset in (from - first) as u32..info.count {
@@ -210,6 +219,14 @@ impl Writer {
                         }
                         p.touched.insert((queue_id, first));
                     }
+                }
+                // Unread spilled messages are the queue's paged tail, all from `from` on.
+                if from == 0 {
+                    if let Some(spill) = self.spills.remove(&queue_id) {
+                        spill.remove();
+                    }
+                } else if let Some(spill) = self.spills.get_mut(&queue_id) {
+                    spill.clear()?;
                 }
                 if from == 0 {
                     p.delivered.remove(&queue_id);
@@ -249,24 +266,19 @@ impl Writer {
             }
             Op::Load { queue_id, from, max, reply } => {
                 self.write_pending(p)?;
-                let loaded = self.load(queue_id, from, max, p);
-                let _ = reply.send(loaded);
+                let loaded = self.load(queue_id, from, max);
+                if let Err(e) = &loaded {
+                    tracing::error!(queue_id, error = %e, "reading paged messages back failed");
+                }
+                let _ = reply.send(loaded.unwrap_or_default());
             }
         }
         Ok(())
     }
 
-    fn tree(&self, persistent: bool) -> &sled::Tree {
-        if persistent {
-            &self.persistent
-        } else {
-            &self.paged
-        }
-    }
-
     /// Marks message `seq` settled, in the segment being built or in the index.
     fn settle(&mut self, queue_id: u64, seq: u64, p: &mut Pending) {
-        if let Some((_, _, b)) = p.builders.iter_mut().find(|(q, _, b)| *q == queue_id && b.contains(seq)) {
+        if let Some((_, b)) = p.builders.iter_mut().find(|(q, b)| *q == queue_id && b.contains(seq)) {
             // Settled before it was ever written: with luck the whole segment never is.
             let offset = (seq - b.first) as u32;
             b.removed.set(offset);
@@ -279,44 +291,39 @@ impl Writer {
 
     /// Writes a finished segment (unless every message in it is already settled) and
     /// indexes it.
-    fn seal(&mut self, queue_id: u64, persistent: bool, b: Builder, p: &mut Pending) -> sled::Result<()> {
+    fn seal(&mut self, queue_id: u64, b: Builder, p: &mut Pending) -> sled::Result<()> {
         let (first, count, removed, value) = b.finish();
         if removed.count() == count {
             return Ok(());
         }
-        p.dirty |= persistent;
-        let tree = self.tree(persistent);
-        tree.insert(keys::entry(queue_id, first), value)?;
-        if persistent && removed.count() > 0 {
-            tree.insert(keys::acks(queue_id, first), removed.to_bytes())?;
+        p.dirty = true;
+        self.persistent.insert(keys::entry(queue_id, first), value)?;
+        if removed.count() > 0 {
+            self.persistent.insert(keys::acks(queue_id, first), removed.to_bytes())?;
         }
-        self.index.insert(queue_id, first, SegInfo { count, removed, persistent });
+        self.index.insert(queue_id, first, SegInfo { count, removed });
         Ok(())
     }
 
     /// Writes what the group has pending: finished segments, settled bitmaps (or the
     /// deletion of segments with nothing left), delivered marks.
     fn write_pending(&mut self, p: &mut Pending) -> sled::Result<()> {
-        for (queue_id, persistent, b) in std::mem::take(&mut p.builders) {
-            self.seal(queue_id, persistent, b, p)?;
+        for (queue_id, b) in std::mem::take(&mut p.builders) {
+            self.seal(queue_id, b, p)?;
         }
-        let mut batches = [sled::Batch::default(), sled::Batch::default()];
+        let mut batch = sled::Batch::default();
         for (queue_id, first) in p.touched.drain() {
             let Some(info) = self.index.get(queue_id, first) else { continue };
-            let persistent = info.persistent;
-            p.dirty |= persistent;
-            let batch = &mut batches[usize::from(persistent)];
+            p.dirty = true;
             if info.live() == 0 {
                 self.index.remove(queue_id, first);
                 batch.remove(&keys::entry(queue_id, first));
                 batch.remove(&keys::acks(queue_id, first));
-            } else if persistent {
+            } else {
                 batch.insert(&keys::acks(queue_id, first), info.removed.to_bytes());
             }
         }
-        let [paged, persistent] = batches;
-        self.paged.apply_batch(paged)?;
-        self.persistent.apply_batch(persistent)?;
+        self.persistent.apply_batch(batch)?;
         for (queue_id, seq) in p.delivered.drain() {
             p.dirty = true;
             self.meta.insert(keys::delivered(queue_id), &seq.to_be_bytes())?;
@@ -324,17 +331,46 @@ impl Writer {
         Ok(())
     }
 
-    /// Up to `max` unsettled messages of the queue from `from` on, in sequence order. Paged
-    /// transient messages count as settled once read: from then on they live in memory only.
-    /// A record that does not decode is logged and skipped, never fatal.
-    fn load(&mut self, queue_id: u64, from: u64, max: usize, p: &mut Pending) -> Vec<StoredMessage> {
-        let mut out = Vec::with_capacity(max.min(4096));
+    /// Up to `max` unsettled messages of the queue from `from` on, in sequence order: its
+    /// persistent segments and its spill file merged. Spilled messages are consumed as they
+    /// are read (from then on they live in memory only). A record that does not decode is
+    /// logged and skipped, never fatal.
+    fn load(&mut self, queue_id: u64, from: u64, max: usize) -> std::io::Result<Vec<StoredMessage>> {
+        let stored = self.load_persistent(queue_id, from, max);
+        let spilled = match self.spills.get_mut(&queue_id) {
+            Some(s) => s.peek(from, max)?,
+            None => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(max.min(stored.len() + spilled.len()));
+        let (mut a, mut b) = (stored.into_iter().peekable(), spilled.into_iter().peekable());
+        let mut consumed_to = None;
+        while out.len() < max {
+            let take_stored = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.seq < y.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_stored {
+                out.extend(a.next());
+            } else if let Some((seq, m, end)) = b.next() {
+                consumed_to = Some(end);
+                out.push(StoredMessage { seq, message: Arc::new(m), persistent: false });
+            }
+        }
+        if let (Some(end), Some(spill)) = (consumed_to, self.spills.get_mut(&queue_id)) {
+            spill.consume_to(end)?;
+        }
+        Ok(out)
+    }
+
+    fn load_persistent(&mut self, queue_id: u64, from: u64, max: usize) -> Vec<StoredMessage> {
+        let mut out = Vec::new();
         for first in self.index.firsts_from(queue_id, from) {
             if out.len() >= max {
                 break;
             }
-            let persistent = self.index.get(queue_id, first).is_some_and(|i| i.persistent);
-            let value = match self.tree(persistent).get(keys::entry(queue_id, first)) {
+            let value = match self.persistent.get(keys::entry(queue_id, first)) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     tracing::error!(queue_id, first, "indexed segment missing from the store");
@@ -345,7 +381,7 @@ impl Writer {
                     continue;
                 }
             };
-            let info = self.index.get_mut(queue_id, first).expect("listed by the index");
+            let info = self.index.get(queue_id, first).expect("listed by the index");
             for (offset, rec) in segment::records(&value).enumerate() {
                 let (offset, seq) = (offset as u32, first + offset as u64);
                 if seq < from || info.removed.get(offset) {
@@ -354,12 +390,8 @@ impl Writer {
                 if out.len() >= max {
                     break;
                 }
-                if !persistent {
-                    info.removed.set(offset);
-                    p.touched.insert((queue_id, first));
-                }
                 match record::decode(rec) {
-                    Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent }),
+                    Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent: true }),
                     None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
                 }
             }

@@ -1,0 +1,148 @@
+//! Spill files: transient messages paged out of memory, one append-only file per queue.
+//!
+//! A queue pages at its tail and reads back from its head, in sequence order, and transient
+//! messages never need to survive a restart, so a plain file written at the end and read from
+//! a moving offset is all paging needs. It used to be a sled tree: every page-out and read-back
+//! was then a tree operation, and the churn of writing and deleting paged data made sled 0.34
+//! deadlock under load (docs/performance.md, change 5).
+//!
+//! Record: `[seq u64 BE][len u32 BE][record]` (see [`crate::record`]). Nothing is fsynced.
+use crate::record;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use warren_broker::Message;
+
+pub struct Spill {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    reader: File,
+    /// Where the next unread record starts.
+    read_at: u64,
+    /// Bytes appended so far (the end of the file, once the writer is flushed).
+    end: u64,
+}
+
+impl Spill {
+    pub fn create(dir: &Path, queue_id: u64) -> io::Result<Spill> {
+        let path = dir.join(format!("{queue_id}.spill"));
+        // Appends go to the end whatever the reads do; reads are positional (pread), so the
+        // two never share a file offset.
+        File::create(&path)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let reader = File::open(&path)?;
+        Ok(Spill { path, writer: BufWriter::with_capacity(64 << 10, file), reader, read_at: 0, end: 0 })
+    }
+
+    pub fn append(&mut self, seq: u64, m: &Message) -> io::Result<()> {
+        let len = record::encoded_len(m);
+        let mut buf = Vec::with_capacity(12 + len);
+        buf.extend_from_slice(&seq.to_be_bytes());
+        buf.extend_from_slice(&(len as u32).to_be_bytes());
+        record::encode_into(m, &mut buf);
+        self.writer.write_all(&buf)?;
+        self.end += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Whether every record has been read back.
+    pub fn is_drained(&self) -> bool {
+        self.read_at == self.end
+    }
+
+    /// Up to `max` unread records with sequence numbers from `from` on, without consuming them:
+    /// (seq, message, offset just past the record). Records before `from` are skipped.
+    pub fn peek(&mut self, from: u64, max: usize) -> io::Result<Vec<(u64, Message, u64)>> {
+        self.writer.flush()?;
+        let mut out = Vec::new();
+        let mut at = self.read_at;
+        while out.len() < max && at < self.end {
+            let mut head = [0u8; 12];
+            self.reader.read_exact_at(&mut head, at)?;
+            let seq = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
+            let len = u32::from_be_bytes(head[8..].try_into().expect("4 bytes")) as usize;
+            let mut rec = vec![0u8; len];
+            self.reader.read_exact_at(&mut rec, at + 12)?;
+            at += 12 + len as u64;
+            if seq < from {
+                continue;
+            }
+            match record::decode(&rec) {
+                Some(m) => out.push((seq, m, at)),
+                None => tracing::error!(seq, "corrupt spilled record skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks everything before `offset` read. Once all is read, the file is emptied so that a
+    /// queue that pages and drains over and over does not grow it.
+    pub fn consume_to(&mut self, offset: u64) -> io::Result<()> {
+        self.read_at = offset;
+        if self.is_drained() {
+            self.clear()?;
+        }
+        Ok(())
+    }
+
+    /// Drops every unread record.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.writer.flush()?;
+        self.writer.get_ref().set_len(0)?;
+        self.read_at = 0;
+        self.end = 0;
+        Ok(())
+    }
+
+    pub fn remove(self) {
+        let path = self.path.clone();
+        drop(self);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::protocol::BasicProperties;
+    use bytes::Bytes;
+    use warren_codec::ContentHeader;
+
+    fn msg(body: &str) -> Message {
+        Message {
+            exchange: Bytes::new(),
+            routing_key: Bytes::from_static(b"q"),
+            header: ContentHeader::new(60, body.len() as u64, BasicProperties::default()),
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    fn bodies(v: &[(u64, Message, u64)]) -> Vec<(u64, String)> {
+        v.iter().map(|(s, m, _)| (*s, String::from_utf8(m.body.to_vec()).unwrap())).collect()
+    }
+
+    #[test]
+    fn reads_back_in_order_and_empties_the_file_when_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::create(dir.path(), 7).unwrap();
+        for seq in [3, 4, 9] {
+            s.append(seq, &msg(&format!("m{seq}"))).unwrap();
+        }
+        let first = s.peek(0, 2).unwrap();
+        assert_eq!(bodies(&first), [(3, "m3".into()), (4, "m4".into())]);
+        assert_eq!(bodies(&s.peek(0, 2).unwrap()), bodies(&first), "peeking consumes nothing");
+        s.consume_to(first[0].2).unwrap();
+        assert_eq!(bodies(&s.peek(5, 10).unwrap()), [(9, "m9".into())], "records before `from` are skipped");
+        let rest = s.peek(0, 10).unwrap();
+        s.consume_to(rest.last().unwrap().2).unwrap();
+        assert!(s.is_drained());
+        assert_eq!(std::fs::metadata(dir.path().join("7.spill")).unwrap().len(), 0);
+        s.append(10, &msg("again")).unwrap();
+        assert_eq!(bodies(&s.peek(0, 10).unwrap()), [(10, "again".into())], "reusable after draining");
+        s.clear().unwrap();
+        assert!(s.peek(0, 10).unwrap().is_empty());
+        s.remove();
+        assert!(!dir.path().join("7.spill").exists());
+    }
+}

@@ -14,6 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use warren_broker::Message;
 
+/// Bytes read back per `pread`.
+const READ_CHUNK: usize = 256 << 10;
+
 pub struct Spill {
     path: PathBuf,
     writer: BufWriter<File>,
@@ -56,24 +59,40 @@ impl Spill {
     pub fn peek(&mut self, from: u64, max: usize) -> io::Result<Vec<(u64, Message, u64)>> {
         self.writer.flush()?;
         let mut out = Vec::new();
+        // One pread per 256 KiB, not two per record: a drain reads thousands of records.
+        let mut chunk: Vec<u8> = Vec::new();
+        let mut chunk_at = self.read_at;
         let mut at = self.read_at;
         while out.len() < max && at < self.end {
-            let mut head = [0u8; 12];
-            self.reader.read_exact_at(&mut head, at)?;
-            let seq = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
-            let len = u32::from_be_bytes(head[8..].try_into().expect("4 bytes")) as usize;
-            let mut rec = vec![0u8; len];
-            self.reader.read_exact_at(&mut rec, at + 12)?;
+            let (seq, len) = {
+                let head = self.window(&mut chunk, &mut chunk_at, at, 12)?;
+                let seq = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
+                (seq, u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")) as usize)
+            };
+            let rec = self.window(&mut chunk, &mut chunk_at, at, 12 + len)?;
+            let decoded = (seq >= from).then(|| record::decode(&rec[12..]));
             at += 12 + len as u64;
-            if seq < from {
-                continue;
-            }
-            match record::decode(&rec) {
-                Some(m) => out.push((seq, m, at)),
-                None => tracing::error!(seq, "corrupt spilled record skipped"),
+            match decoded {
+                None => {}
+                Some(Some(m)) => out.push((seq, m, at)),
+                Some(None) => tracing::error!(seq, "corrupt spilled record skipped"),
             }
         }
         Ok(out)
+    }
+
+    /// The `n` bytes at file offset `at`, from `chunk` (which holds the file from `chunk_at`),
+    /// reading a new chunk from `at` when they are not all in it.
+    fn window<'a>(&self, chunk: &'a mut Vec<u8>, chunk_at: &mut u64, at: u64, n: usize) -> io::Result<&'a [u8]> {
+        let rel = (at - *chunk_at) as usize;
+        if at < *chunk_at || rel + n > chunk.len() {
+            let size = (n.max(READ_CHUNK) as u64).min(self.end - at) as usize;
+            chunk.resize(size, 0);
+            self.reader.read_exact_at(chunk, at)?;
+            *chunk_at = at;
+            return Ok(&chunk[..n]);
+        }
+        Ok(&chunk[rel..rel + n])
     }
 
     /// Marks everything before `offset` read. Once all is read, the file is emptied so that a
@@ -144,5 +163,25 @@ mod tests {
         assert!(s.peek(0, 10).unwrap().is_empty());
         s.remove();
         assert!(!dir.path().join("7.spill").exists());
+    }
+
+    #[test]
+    fn records_across_and_larger_than_a_read_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::create(dir.path(), 1).unwrap();
+        let big = "b".repeat(READ_CHUNK + 1000);
+        for seq in 1..=3000u64 {
+            let body = if seq == 1500 { big.clone() } else { format!("{seq:0>200}") };
+            s.append(seq, &msg(&body)).unwrap();
+        }
+        let got = s.peek(0, 10_000).unwrap();
+        assert_eq!(got.len(), 3000);
+        for (i, (seq, m, _)) in got.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1);
+            let want = if *seq == 1500 { big.clone() } else { format!("{seq:0>200}") };
+            assert_eq!(m.body, want.as_bytes(), "record {seq}");
+        }
+        s.consume_to(got[2000].2).unwrap();
+        assert_eq!(s.peek(0, 1).unwrap()[0].0, 2002, "reading resumes mid-file");
     }
 }

@@ -32,6 +32,11 @@ enum Index {
 pub(crate) struct Bindings {
     list: Vec<Binding>,
     index: Index,
+    /// Bindings per (destination, routing key) and per destination, so that adding a binding
+    /// and keeping the index right after a removal do not scan the whole list (with 100,000
+    /// bindings, binding them one by one was quadratic).
+    per_key: HashMap<(Dest, String), u32>,
+    per_dest: HashMap<Dest, u32>,
 }
 
 impl Bindings {
@@ -42,7 +47,7 @@ impl Bindings {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers,
         };
-        Bindings { list: Vec::new(), index }
+        Bindings { list: Vec::new(), index, per_key: HashMap::new(), per_dest: HashMap::new() }
     }
 
     pub fn list(&self) -> &[Binding] {
@@ -55,9 +60,14 @@ impl Bindings {
 
     /// Adds a binding; binding twice is a no-op, as in RabbitMQ.
     pub fn add(&mut self, b: Binding) {
-        if self.list.iter().any(|x| x.same(&b.dest, &b.routing_key, &b.arguments)) {
+        let key = (b.dest.clone(), b.routing_key.clone());
+        // Only bindings with the same destination and key can be the same binding; the list is
+        // scanned only when there are some (they differ by arguments, which is rare).
+        if self.per_key.contains_key(&key) && self.list.iter().any(|x| x.same(&b.dest, &b.routing_key, &b.arguments)) {
             return;
         }
+        *self.per_key.entry(key).or_default() += 1;
+        *self.per_dest.entry(b.dest.clone()).or_default() += 1;
         match &mut self.index {
             Index::Direct(map) => {
                 let dests = map.entry(b.routing_key.clone()).or_default();
@@ -84,6 +94,7 @@ impl Bindings {
             return false;
         };
         self.list.remove(i);
+        self.forget(dest, routing_key);
         self.reindex_one(dest, routing_key);
         true
     }
@@ -93,17 +104,37 @@ impl Bindings {
         let before = self.list.len();
         let keys: Vec<String> = self.list.iter().filter(|b| b.dest == *dest).map(|b| b.routing_key.clone()).collect();
         self.list.retain(|b| b.dest != *dest);
+        for k in &keys {
+            self.forget(dest, k);
+        }
         for k in keys {
             self.reindex_one(dest, &k);
         }
         before - self.list.len()
     }
 
+    /// Takes one binding of (`dest`, `routing_key`) off the counts.
+    fn forget(&mut self, dest: &Dest, routing_key: &str) {
+        let key = (dest.clone(), routing_key.to_string());
+        if let Some(n) = self.per_key.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_key.remove(&key);
+            }
+        }
+        if let Some(n) = self.per_dest.get_mut(dest) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_dest.remove(dest);
+            }
+        }
+    }
+
     /// After a removal, drops `dest` under `routing_key` from the index unless another
     /// binding (same key, other arguments) still puts it there.
     fn reindex_one(&mut self, dest: &Dest, routing_key: &str) {
-        let still_fanout = self.list.iter().any(|x| x.dest == *dest);
-        let still_keyed = self.list.iter().any(|x| x.dest == *dest && x.routing_key == routing_key);
+        let still_fanout = self.per_dest.contains_key(dest);
+        let still_keyed = self.per_key.contains_key(&(dest.clone(), routing_key.to_string()));
         match &mut self.index {
             Index::Direct(map) => {
                 if !still_keyed {

@@ -1,5 +1,7 @@
 //! Exchanges: named routers from a publish to the queues (and exchanges) bound to them.
 mod bindings;
+#[cfg(test)]
+mod bindings_tests;
 mod dest;
 pub mod headers;
 mod kind;

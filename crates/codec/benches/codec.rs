@@ -61,6 +61,9 @@ fn decode(c: &mut Criterion) {
     let d = queue::Declare { queue: "orders".into(), durable: true, ..Default::default() };
     warren_codec::encode_method(&mut declare, 1, &AMQPClass::Queue(queue::AMQPMethod::Declare(d)));
     c.bench_function("decode_queue_declare", |b| b.iter_batched(|| declare.clone(), decode_all, BatchSize::SmallInput));
+    let mut ack = BytesMut::new();
+    encode_ack(&mut ack, 1, 42, true);
+    c.bench_function("decode_ack", |b| b.iter_batched(|| ack.clone(), decode_all, BatchSize::SmallInput));
 }
 
 fn encode(c: &mut Criterion) {

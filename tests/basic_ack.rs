@@ -138,6 +138,9 @@ async fn nack_and_reject_unknown_tag_406() {
     assert_eq!(reply_code(&err), Some(406));
     assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 7");
 
+    // A listener of its own: the first channel's error event may still be unread on `events`
+    // (when the failed declare already carried the reply code), and would be taken for this one.
+    let mut events = s.conn.events_listener();
     let ch = s.conn.create_channel().await.unwrap();
     ch.basic_reject(9, BasicRejectOptions { requeue: false }).await.unwrap();
     let err = channel_close_error(&mut events, &ch).await;

@@ -166,8 +166,7 @@ impl Conn {
 
     /// connection.close, waiting briefly for close-ok (deliveries may still be in flight).
     pub async fn close(mut self) {
-        let c = connection::Close { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
-        if self.send(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))).await.is_err() {
+        if send_close(&mut self.writer).await.is_err() {
             return;
         }
         let wait = async {
@@ -180,4 +179,12 @@ impl Conn {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), wait).await;
     }
+}
+
+/// Sends connection.close (200, normal shutdown); the caller waits for close-ok as it can.
+pub async fn send_close(writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+    let c = connection::Close { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
+    let mut out = BytesMut::new();
+    frames::method(&mut out, 0, &AMQPClass::Connection(connection::AMQPMethod::Close(c)));
+    writer.write_all(&out).await
 }

@@ -2,7 +2,7 @@
 //! print the summary.
 use crate::conn::Conn;
 use crate::error::PerfError;
-use crate::roles::{consumer, producer, ConsumerSpec, ProducerSpec};
+use crate::roles::{ack_every, consumer, producer, ConsumerSpec, ProducerSpec};
 use crate::stats::{progress_line, Stats, Summary};
 use crate::uri::AmqpUri;
 use crate::Args;
@@ -42,7 +42,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
             queue: queues[i % queues.len()].clone(),
             prefetch: args.prefetch,
             autoack: args.autoack,
-            ack_every: args.multi_ack.unwrap_or((u64::from(args.prefetch) / 4).max(1)).max(1),
+            ack_every: ack_every(args.multi_ack, args.prefetch),
         };
         tasks.spawn(consumer(uri.clone(), spec, stats.clone(), stop.clone()));
     }

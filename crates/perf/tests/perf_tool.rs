@@ -89,3 +89,30 @@ fn broker_errors_are_reported_with_their_code() {
     assert!(!ok);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn drain_acks_everything_it_counts() {
+    let b = warren_it::start();
+    // 1234 is not a multiple of the 250 deliveries one ack covers: the tail must be acked too,
+    // or closing would requeue it. The fill has no confirms: closing politely must still get
+    // every publish to the broker.
+    let fill = ["--queue", "perf-tail", "--count", "1234", "--consumers", "0", "--quiet"];
+    let (ok, f, err) = perf(&b.uri(), &fill);
+    assert!(ok, "{err}");
+    assert_eq!((n(&f, "published"), n(&f, "consumed")), (1234, 0));
+    let (ok, f, err) = perf(&b.uri(), &["--queue", "perf-tail", "--drain", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 1234);
+    assert!(n(&f, "consume_rate") > 0);
+    let (ok, f, err) = perf(&b.uri(), &["--queue", "perf-tail", "--drain", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 0, "the first drain left nothing behind");
+}
+
+#[test]
+fn a_multi_ack_larger_than_the_prefetch_does_not_stall() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(&b.uri(), &["--count", "500", "--prefetch", "10", "--multi-ack", "100", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 500);
+}

@@ -3,7 +3,7 @@
 use crate::error::PerfError;
 use crate::frames::{self, Hot};
 use crate::uri::AmqpUri;
-use amq_protocol::protocol::{basic, channel, confirm, connection, queue, AMQPClass};
+use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,6 +138,33 @@ impl Conn {
             AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => Ok(ok.message_count),
             m => Err(PerfError::Protocol(format!("expected queue.declare-ok, got {m:?}"))),
         }
+    }
+
+    /// A direct exchange for `--exchange`. The `amq.*` ones exist already and may not be
+    /// declared, only checked (passively).
+    pub async fn declare_exchange(&mut self, name: &str, durable: bool) -> Result<(), PerfError> {
+        let d = exchange::Declare {
+            exchange: name.into(),
+            kind: "direct".into(),
+            passive: name.starts_with("amq."),
+            durable,
+            auto_delete: false,
+            internal: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        };
+        self.call(1, AMQPClass::Exchange(exchange::AMQPMethod::Declare(d))).await.map(drop)
+    }
+
+    pub async fn bind_queue(&mut self, queue_name: &str, exchange_name: &str, key: &str) -> Result<(), PerfError> {
+        let b = queue::Bind {
+            queue: queue_name.into(),
+            exchange: exchange_name.into(),
+            routing_key: key.into(),
+            nowait: false,
+            arguments: FieldTable::default(),
+        };
+        self.call(1, AMQPClass::Queue(queue::AMQPMethod::Bind(b))).await.map(drop)
     }
 
     pub async fn delete_queue(&mut self, name: &str) -> Result<(), PerfError> {

@@ -39,6 +39,10 @@ pub struct Args {
     /// Queue name (default: generated, and deleted at the end). With --queues N, NAME-0 .. NAME-(N-1).
     #[arg(long)]
     pub queue: Option<String>,
+    /// Exchange to publish to, with the queue name as routing key; "" = the default exchange.
+    /// Any other is declared direct (`amq.*` ones only checked) and each queue bound to it by name.
+    #[arg(long, default_value = "")]
+    pub exchange: String,
     /// Queues; producers and consumers are spread over them round-robin.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,

@@ -15,6 +15,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 pub struct ProducerSpec {
+    /// "" = the default exchange, which routes by queue name.
+    pub exchange: String,
+    /// The routing key: the queue's name, which is also its binding key on `exchange`.
     pub queue: String,
     pub size: usize,
     pub persistent: bool,
@@ -38,7 +41,7 @@ pub async fn producer(
     if spec.confirm > 0 {
         c.confirm_select().await?;
     }
-    let tpl = PublishTemplate::new("", &spec.queue, spec.size, spec.persistent, c.frame_max);
+    let tpl = PublishTemplate::new(&spec.exchange, &spec.queue, spec.size, spec.persistent, c.frame_max);
     let Conn { reader, mut writer, .. } = c;
     let settled = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());

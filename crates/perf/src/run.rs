@@ -31,6 +31,12 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
         // A drain consumes what is there: the queue must exist, whatever it was declared with.
         backlog += u64::from(admin.declare_queue(q, args.durable, args.drain).await?);
     }
+    if !args.exchange.is_empty() && !args.drain {
+        admin.declare_exchange(&args.exchange, args.durable).await?;
+        for q in &queues {
+            admin.bind_queue(q, &args.exchange, q).await?;
+        }
+    }
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -52,6 +58,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     }
     for i in 0..producers {
         let spec = ProducerSpec {
+            exchange: args.exchange.clone(),
             queue: queues[i % queues.len()].clone(),
             size: args.size,
             persistent: args.persistent,

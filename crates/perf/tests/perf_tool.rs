@@ -110,6 +110,32 @@ fn drain_acks_everything_it_counts() {
 }
 
 #[test]
+fn publishes_through_a_named_exchange_to_several_queues() {
+    let b = warren_it::start();
+    for exchange in ["perf-direct", "amq.direct"] {
+        let args = [
+            "--exchange",
+            exchange,
+            "--queues",
+            "2",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--count",
+            "1000",
+            "--quiet",
+        ];
+        let (ok, f, err) = perf(&b.uri(), &args);
+        assert!(ok, "{exchange}: {err}");
+        assert_eq!((n(&f, "published"), n(&f, "consumed")), (2000, 2000), "{exchange}: {f:?}");
+    }
+    let (ok, _, err) = perf(&b.uri(), &["--exchange", "amq.missing", "--time", "1"]);
+    assert!(!ok);
+    assert!(err.contains("404"), "amq.* exchanges are only checked, not declared: {err}");
+}
+
+#[test]
 fn a_multi_ack_larger_than_the_prefetch_does_not_stall() {
     let b = warren_it::start();
     let (ok, f, err) = perf(&b.uri(), &["--count", "500", "--prefetch", "10", "--multi-ack", "100", "--quiet"]);

@@ -23,7 +23,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     }
     let mut admin = Conn::open(&uri).await?;
     let generated = args.queue.is_none();
-    let base = args.queue.clone().unwrap_or_else(|| format!("warren-perf-{}", std::process::id()));
+    let base = args.queue.clone().unwrap_or_else(generated_queue_name);
     let queues: Vec<String> =
         if args.queues == 1 { vec![base] } else { (0..args.queues).map(|i| format!("{base}-{i}")).collect() };
     let mut backlog = 0u64;
@@ -176,9 +176,30 @@ async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfErr
     Ok(())
 }
 
+/// `warren-perf-` and 8 hex digits. RandomState is seeded at random per process, which keeps
+/// concurrent runs (from one host or several) apart without a dependency on a random crate.
+fn generated_queue_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    format!("warren-perf-{:08x}", r as u32)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_queue_names_are_prefixed_and_differ() {
+        let (a, b) = (generated_queue_name(), generated_queue_name());
+        assert!(a.starts_with("warren-perf-") && a.len() == "warren-perf-".len() + 8, "{a}");
+        assert!(a["warren-perf-".len()..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
 }

@@ -69,8 +69,8 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
         tasks.spawn(producer(uri.clone(), spec, stats.clone(), stop.clone()));
     }
     let start = if args.drain { drain_start } else { Instant::now() };
-    let outcome = watch_run(&args, producers, backlog, &stats, &mut tasks, start).await;
-    let elapsed = start.elapsed();
+    let (end, outcome) = watch_run(&args, producers, backlog, &stats, &mut tasks, start).await;
+    let elapsed = end - start;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let summary = Summary {
@@ -92,7 +92,8 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     outcome
 }
 
-/// Prints progress once a second until the run is over; returns a role's error if one failed.
+/// Prints progress once a second until the run is over; returns when the measured part of it
+/// ended, and a role's error if one failed.
 async fn watch_run(
     args: &Args,
     producers: usize,
@@ -100,7 +101,7 @@ async fn watch_run(
     stats: &Stats,
     tasks: &mut JoinSet<Result<(), PerfError>>,
     start: Instant,
-) -> Result<(), PerfError> {
+) -> (Instant, Result<(), PerfError>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last = stats.counters.snapshot();
     let (mut last_line, mut last_change) = (Instant::now(), Instant::now());
@@ -109,11 +110,13 @@ async fn watch_run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = &mut ctrl_c => return Ok(()),
+            _ = &mut ctrl_c => return (Instant::now(), Ok(())),
             Some(done) = tasks.join_next() => {
                 match done {
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) if e.is_panic() => return Err(PerfError::Protocol(format!("a role panicked: {e}"))),
+                    Ok(Err(e)) => return (Instant::now(), Err(e)),
+                    Err(e) if e.is_panic() => {
+                        return (Instant::now(), Err(PerfError::Protocol(format!("a role panicked: {e}"))));
+                    }
                     _ => {}
                 }
             }
@@ -132,23 +135,28 @@ async fn watch_run(
         }
         let [published, confirmed, nacked, consumed] = now;
         if args.drain {
-            if consumed >= backlog || last_change.elapsed() > DRAIN_IDLE {
-                return Ok(());
+            if consumed >= backlog {
+                return (Instant::now(), Ok(()));
+            }
+            if last_change.elapsed() > DRAIN_IDLE {
+                // The queue ran dry before the backlog counted at the start (someone else took
+                // some): the drain ended with the last delivery, not after the wait.
+                return (last_change, Ok(()));
             }
         } else if let Some(count) = args.count {
             let all = count * producers as u64;
             let settled = args.confirm == 0 || confirmed + nacked >= all;
             let consumed_all = args.consumers == 0 || consumed >= all;
             if published >= all && settled && consumed_all {
-                return Ok(());
+                return (Instant::now(), Ok(()));
             }
             if last_change.elapsed() > STALL {
-                return Err(PerfError::Protocol(format!(
-                    "stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}"
-                )));
+                let why =
+                    format!("stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}");
+                return (Instant::now(), Err(PerfError::Protocol(why)));
             }
         } else if start.elapsed().as_secs_f64() >= args.time {
-            return Ok(());
+            return (Instant::now(), Ok(()));
         }
     }
 }
@@ -163,7 +171,11 @@ async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfErr
         conns.push(Conn::open(uri).await?);
     }
     let opened = start.elapsed();
-    tokio::time::sleep(Duration::from_secs_f64(args.time.min(30.0))).await;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs_f64(args.time.min(30.0))) => {}
+        // Ctrl-C only shortens the hold: the connections are still measured and closed.
+        _ = tokio::signal::ctrl_c() => {}
+    }
     let rss_after = args.broker_pid.map(rss_kib);
     let per = match (rss_before, rss_after) {
         (Some(a), Some(b)) => format!(" kib_per_conn={:.1}", b.saturating_sub(a) as f64 / n as f64),

@@ -91,6 +91,19 @@ fn broker_errors_are_reported_with_their_code() {
 }
 
 #[test]
+fn timed_run_with_confirms_keeps_the_window() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(&b.uri(), &["--time", "2", "--producers", "1", "--consumers", "1", "--confirm", "100"]);
+    assert!(ok, "{err}");
+    let (published, confirmed) = (n(&f, "published"), n(&f, "confirmed"));
+    assert!(published > 0 && n(&f, "confirm_rate") > 0 && n(&f, "consume_rate") > 0, "{f:?}");
+    assert!(confirmed <= published && published - confirmed <= 100, "at most 100 unconfirmed: {f:?}");
+    assert!(n(&f, "consumed") <= published, "{f:?}");
+    let secs: f64 = f["seconds"].parse().unwrap();
+    assert!((2.0..3.0).contains(&secs), "{f:?}");
+}
+
+#[test]
 fn drain_acks_everything_it_counts() {
     let b = warren_it::start();
     // 1234 is not a multiple of the 250 deliveries one ack covers: the tail must be acked too,
@@ -141,4 +154,24 @@ fn a_multi_ack_larger_than_the_prefetch_does_not_stall() {
     let (ok, f, err) = perf(&b.uri(), &["--count", "500", "--prefetch", "10", "--multi-ack", "100", "--quiet"]);
     assert!(ok, "{err}");
     assert_eq!(n(&f, "consumed"), 500);
+}
+
+#[test]
+fn bodies_larger_than_frame_max_are_split_and_timed() {
+    let b = warren_it::start_with(|c| c.frame_max = 4096);
+    let (ok, f, err) = perf(&b.uri(), &["--count", "300", "--size", "10000", "--confirm", "50", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!((n(&f, "confirmed"), n(&f, "consumed")), (300, 300));
+    assert!(n(&f, "max_us") > 0, "the stamp in the first body frame was read: {f:?}");
+}
+
+#[test]
+fn a_channel_closed_under_a_producer_ends_the_run_with_its_code() {
+    let b = warren_it::start_with(|c| c.max_message_size = 1024);
+    if b.is_external() {
+        return; // the limit is set on the in-process broker only
+    }
+    let (ok, _, err) = perf(&b.uri(), &["--size", "4096", "--time", "3", "--quiet"]);
+    assert!(!ok, "the broker refused every message");
+    assert!(err.contains("broker closed the channel with 406"), "{err}");
 }

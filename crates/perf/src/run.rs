@@ -102,14 +102,28 @@ async fn watch_run(
     tasks: &mut JoinSet<Result<(), PerfError>>,
     start: Instant,
 ) -> (Instant, Result<(), PerfError>) {
+    // Checks every 100 ms; a line every second on the second; a timed run ends on its deadline.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut last = stats.counters.snapshot();
-    let (mut last_line, mut last_change) = (Instant::now(), Instant::now());
+    let second = Duration::from_secs(1);
+    let mut line = tokio::time::interval_at((start + second).into(), second);
+    let timed = !args.drain && args.count.is_none();
+    let deadline = tokio::time::sleep_until((start + Duration::from_secs_f64(args.time.max(0.0))).into());
     let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    tokio::pin!(deadline, ctrl_c);
+    let (mut at_line, mut at_tick) = (stats.counters.snapshot(), stats.counters.snapshot());
+    let (mut last_line, mut last_change) = (start, Instant::now());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = line.tick() => {
+                let now = stats.counters.snapshot();
+                if !args.quiet {
+                    let delta = [0, 1, 2, 3].map(|i| now[i] - at_line[i]);
+                    eprintln!("{}", progress_line(start.elapsed(), delta, last_line.elapsed(), &stats.take_interval()));
+                }
+                (at_line, last_line) = (now, Instant::now());
+            }
+            _ = &mut deadline, if timed => return (Instant::now(), Ok(())),
             _ = &mut ctrl_c => return (Instant::now(), Ok(())),
             Some(done) = tasks.join_next() => {
                 match done {
@@ -122,16 +136,8 @@ async fn watch_run(
             }
         }
         let now = stats.counters.snapshot();
-        if now != last {
-            last_change = Instant::now();
-        }
-        if last_line.elapsed() >= Duration::from_secs(1) {
-            if !args.quiet {
-                let delta = [0, 1, 2, 3].map(|i| now[i] - last[i]);
-                eprintln!("{}", progress_line(start.elapsed(), delta, last_line.elapsed(), &stats.take_interval()));
-            }
-            last = now;
-            last_line = Instant::now();
+        if now != at_tick {
+            (at_tick, last_change) = (now, Instant::now());
         }
         let [published, confirmed, nacked, consumed] = now;
         if args.drain {
@@ -155,8 +161,6 @@ async fn watch_run(
                     format!("stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}");
                 return (Instant::now(), Err(PerfError::Protocol(why)));
             }
-        } else if start.elapsed().as_secs_f64() >= args.time {
-            return (Instant::now(), Ok(()));
         }
     }
 }

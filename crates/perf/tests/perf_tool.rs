@@ -100,7 +100,7 @@ fn timed_run_with_confirms_keeps_the_window() {
     assert!(confirmed <= published && published - confirmed <= 100, "at most 100 unconfirmed: {f:?}");
     assert!(n(&f, "consumed") <= published, "{f:?}");
     let secs: f64 = f["seconds"].parse().unwrap();
-    assert!((2.0..3.0).contains(&secs), "{f:?}");
+    assert!((2.0..2.5).contains(&secs), "the run ends on its deadline: {f:?}");
 }
 
 #[test]

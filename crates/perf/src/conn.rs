@@ -3,7 +3,7 @@
 use crate::error::PerfError;
 use crate::frames::{self, Hot};
 use crate::uri::AmqpUri;
-use amq_protocol::protocol::{basic, channel, confirm, connection, queue, AMQPClass};
+use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,6 +140,33 @@ impl Conn {
         }
     }
 
+    /// A direct exchange for `--exchange`. The `amq.*` ones exist already and may not be
+    /// declared, only checked (passively).
+    pub async fn declare_exchange(&mut self, name: &str, durable: bool) -> Result<(), PerfError> {
+        let d = exchange::Declare {
+            exchange: name.into(),
+            kind: "direct".into(),
+            passive: name.starts_with("amq."),
+            durable,
+            auto_delete: false,
+            internal: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        };
+        self.call(1, AMQPClass::Exchange(exchange::AMQPMethod::Declare(d))).await.map(drop)
+    }
+
+    pub async fn bind_queue(&mut self, queue_name: &str, exchange_name: &str, key: &str) -> Result<(), PerfError> {
+        let b = queue::Bind {
+            queue: queue_name.into(),
+            exchange: exchange_name.into(),
+            routing_key: key.into(),
+            nowait: false,
+            arguments: FieldTable::default(),
+        };
+        self.call(1, AMQPClass::Queue(queue::AMQPMethod::Bind(b))).await.map(drop)
+    }
+
     pub async fn delete_queue(&mut self, name: &str) -> Result<(), PerfError> {
         let d = queue::Delete { queue: name.into(), if_unused: false, if_empty: false, nowait: false };
         self.call(1, AMQPClass::Queue(queue::AMQPMethod::Delete(d))).await.map(drop)
@@ -166,8 +193,7 @@ impl Conn {
 
     /// connection.close, waiting briefly for close-ok (deliveries may still be in flight).
     pub async fn close(mut self) {
-        let c = connection::Close { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
-        if self.send(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))).await.is_err() {
+        if send_close(&mut self.writer).await.is_err() {
             return;
         }
         let wait = async {
@@ -180,4 +206,12 @@ impl Conn {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), wait).await;
     }
+}
+
+/// Sends connection.close (200, normal shutdown); the caller waits for close-ok as it can.
+pub async fn send_close(writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+    let c = connection::Close { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
+    let mut out = BytesMut::new();
+    frames::method(&mut out, 0, &AMQPClass::Connection(connection::AMQPMethod::Close(c)));
+    writer.write_all(&out).await
 }

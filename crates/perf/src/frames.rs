@@ -7,6 +7,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use warren_codec::{AMQPClass, BasicProperties, ContentHeader};
 
+const FRAME_END: u8 = 0xCE;
+
 /// A frame we act on without decoding it fully.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Hot {
@@ -26,7 +28,7 @@ pub enum Hot {
     Heartbeat,
 }
 
-/// Splits the next whole frame off `buf` if it is a hot one. `Ok(None)` means "not hot or not
+/// Splits the next whole frame off `buf` if it is a hot one. `None` means "not hot or not
 /// complete": the caller hands the buffer to `decode_frame`.
 pub fn take_hot(buf: &mut BytesMut) -> Option<Hot> {
     if buf.len() < 7 {
@@ -35,7 +37,8 @@ pub fn take_hot(buf: &mut BytesMut) -> Option<Hot> {
     let ty = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
-    if buf.len() < 7 + size + 1 {
+    // A frame that does not end in frame-end is not ours to skip: the codec reports it.
+    if buf.len() < 7 + size + 1 || buf[7 + size] != FRAME_END {
         return None;
     }
     let p = &buf[7..7 + size];
@@ -69,7 +72,7 @@ pub fn frame(out: &mut BytesMut, ty: u8, channel: u16, payload: &[u8]) {
     out.put_u16(channel);
     out.put_u32(payload.len() as u32);
     out.put_slice(payload);
-    out.put_u8(0xCE);
+    out.put_u8(FRAME_END);
 }
 
 pub fn method(out: &mut BytesMut, channel: u16, m: &AMQPClass) {
@@ -159,6 +162,11 @@ mod tests {
         assert_eq!(buf.len(), 12, "left in place");
         let mut partial = BytesMut::from(&[3u8, 0, 1, 0, 0, 0, 8, 1, 2][..]);
         assert_eq!(take_hot(&mut partial), None);
+        let mut bad_end = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0x00][..]);
+        assert_eq!(take_hot(&mut bad_end), None, "a heartbeat without frame-end is the codec's error to report");
+        assert!(decode_frame(&mut bad_end, 4096).is_err());
+        let mut heartbeat = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, FRAME_END][..]);
+        assert_eq!(take_hot(&mut heartbeat), Some(Hot::Heartbeat));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct Args {
     /// Queue name (default: generated, and deleted at the end). With --queues N, NAME-0 .. NAME-(N-1).
     #[arg(long)]
     pub queue: Option<String>,
+    /// Exchange to publish to, with the queue name as routing key; "" = the default exchange.
+    /// Any other is declared direct (`amq.*` ones only checked) and each queue bound to it by name.
+    #[arg(long, default_value = "")]
+    pub exchange: String,
     /// Queues; producers and consumers are spread over them round-robin.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
@@ -51,7 +55,7 @@ pub struct Args {
     #[arg(long)]
     pub autoack: bool,
     /// Seconds to run (ignored with --count and --drain, which stop when done).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub time: f64,
     /// Messages per producer; the run ends when they are all consumed (and confirmed).
     #[arg(long)]
@@ -70,6 +74,15 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// A run length: a number of seconds that a timer can wait for (not negative, not infinite,
+/// at most a year).
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=365.0 * 86_400.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s} is not a number of seconds from 0 to a year")),
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -79,5 +92,21 @@ fn main() {
             eprintln!("warren-perf: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_lengths_a_timer_can_wait_for() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        assert_eq!(seconds("0"), Ok(0.0));
+        for bad in ["-1", "inf", "NaN", "1e9", "ten"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+        assert!(Args::try_parse_from(["warren-perf", "--time", "-3"]).is_err());
+        assert_eq!(Args::try_parse_from(["warren-perf"]).unwrap().time, 10.0);
     }
 }

@@ -1,18 +1,23 @@
 //! The two roles: producers publish (in batches, within the confirm window and the rate)
 //! and consumers consume (acking with `multiple`), recording publish-to-deliver latency.
-use crate::conn::{Conn, In, Reader};
+use crate::conn::{send_close, Conn, In, Reader};
 use crate::error::PerfError;
 use crate::frames::{self, Hot, PublishTemplate};
 use crate::stats::{histogram, now_ns, Stats};
 use crate::uri::AmqpUri;
+use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 pub struct ProducerSpec {
+    /// "" = the default exchange, which routes by queue name.
+    pub exchange: String,
+    /// The routing key: the queue's name, which is also its binding key on `exchange`.
     pub queue: String,
     pub size: usize,
     pub persistent: bool,
@@ -36,7 +41,7 @@ pub async fn producer(
     if spec.confirm > 0 {
         c.confirm_select().await?;
     }
-    let tpl = PublishTemplate::new("", &spec.queue, spec.size, spec.persistent, c.frame_max);
+    let tpl = PublishTemplate::new(&spec.exchange, &spec.queue, spec.size, spec.persistent, c.frame_max);
     let Conn { reader, mut writer, .. } = c;
     let settled = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());
@@ -44,6 +49,9 @@ pub async fn producer(
     let start = Instant::now();
     let mut published = 0u64;
     let mut buf = BytesMut::with_capacity(tpl.bytes.len() * BATCH as usize);
+    // Set when a write could not be finished after a stop: the broker then holds half a
+    // frame, so the connection can only be dropped, not closed politely.
+    let mut torn = false;
     let result = async {
         loop {
             if listen.is_finished() {
@@ -86,9 +94,20 @@ pub async fn producer(
                 tpl.append(&mut buf, now);
             }
             // Awaiting the write is the back-pressure: a broker that stops reading stops us.
+            let write = writer.write_all(&buf);
+            tokio::pin!(write);
             tokio::select! {
-                r = writer.write_all(&buf) => r?,
-                _ = stop.changed() => return Ok(()),
+                r = &mut write => {
+                    if let Err(e) = r {
+                        return Err(why_lost(&mut listen, e).await);
+                    }
+                }
+                _ = stop.changed() => {
+                    // Finish the batch if the broker takes it soon (it is not counted: the run
+                    // is over), so that the connection can still be closed politely.
+                    torn = !matches!(tokio::time::timeout(CLOSE_WAIT, write).await, Ok(Ok(())));
+                    return Ok(());
+                }
             }
             published += n;
             stats.counters.published.fetch_add(n, Relaxed);
@@ -104,12 +123,30 @@ pub async fn producer(
             }
         }
     }
+    if result.is_ok() && !torn {
+        // connection.close and its close-ok (which the reader task waits for) tell us that the
+        // broker has read every publish, so a --count run without confirms loses none at exit.
+        let _ = send_close(&mut writer).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut listen).await;
+    }
     listen.abort();
     result
 }
 
+/// How long to wait for connection.close-ok at the end of a run.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// A write failed: if the broker closed the connection first, its reply code and text say
+/// more than the socket error, so give the reader a moment to have read them.
+async fn why_lost(listen: &mut JoinHandle<Result<(), PerfError>>, e: std::io::Error) -> PerfError {
+    match tokio::time::timeout(Duration::from_secs(1), listen).await {
+        Ok(Ok(Err(closed @ PerfError::Closed { .. }))) => closed,
+        _ => PerfError::Io(e),
+    }
+}
+
 /// Reads the producer's connection: confirms (ack/nack, multiple) move the settled mark;
-/// a close from the broker ends the run with its code.
+/// a close from the broker ends the run with its code; close-ok (to our close) ends it well.
 async fn confirms(
     r: Reader,
     stats: Arc<Stats>,
@@ -124,15 +161,19 @@ async fn confirms(
 
 async fn read_confirms(mut r: Reader, stats: &Stats, settled: &AtomicU64, progress: &Notify) -> Result<(), PerfError> {
     loop {
-        if let In::Hot(Hot::Confirm { tag, multiple, nack }) = r.next().await? {
-            let prev = settled.load(Relaxed);
-            let upto = if multiple { tag } else { tag.max(prev) };
-            if upto > prev {
-                settled.store(upto, Relaxed);
-                let counter = if nack { &stats.counters.nacked } else { &stats.counters.confirmed };
-                counter.fetch_add(upto - prev, Relaxed);
-                progress.notify_one();
+        match r.next().await? {
+            In::Hot(Hot::Confirm { tag, multiple, nack }) => {
+                let prev = settled.load(Relaxed);
+                let upto = if multiple { tag } else { tag.max(prev) };
+                if upto > prev {
+                    settled.store(upto, Relaxed);
+                    let counter = if nack { &stats.counters.nacked } else { &stats.counters.confirmed };
+                    counter.fetch_add(upto - prev, Relaxed);
+                    progress.notify_one();
+                }
             }
+            In::Method(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => return Ok(()),
+            _ => {}
         }
     }
 }
@@ -141,8 +182,21 @@ pub struct ConsumerSpec {
     pub queue: String,
     pub prefetch: u16,
     pub autoack: bool,
-    /// Ack (multiple) every this many deliveries.
+    /// Ack (multiple) every this many deliveries; see [`ack_every`].
     pub ack_every: u64,
+}
+
+/// How many deliveries one ack (with multiple) covers: `--multi-ack`, by default a quarter of
+/// the prefetch, and never more than the prefetch, or the consumer would wait for deliveries
+/// that the broker holds back until it acks.
+pub fn ack_every(multi_ack: Option<u64>, prefetch: u16) -> u64 {
+    let prefetch = u64::from(prefetch);
+    let n = multi_ack.unwrap_or(prefetch / 4).max(1);
+    if prefetch == 0 {
+        n
+    } else {
+        n.min(prefetch)
+    }
 }
 
 pub async fn consumer(
@@ -153,14 +207,15 @@ pub async fn consumer(
 ) -> Result<(), PerfError> {
     let mut c = Conn::open(&uri).await?;
     c.consume(&spec.queue, spec.prefetch, spec.autoack).await?;
-    let Conn { mut reader, mut writer, .. } = c;
     let mut local = histogram();
     let mut last_merge = Instant::now();
-    let (mut unacked, mut want_body) = (0u64, false);
+    let (mut unacked, mut last_tag, mut want_body) = (0u64, 0u64, false);
     let mut out = BytesMut::new();
     loop {
+        // Reader::next is cancel-safe (bytes read stay in its buffer), so stopping here loses
+        // nothing that the close below would need.
         let frame = tokio::select! {
-            f = reader.next() => f?,
+            f = c.reader.next() => f?,
             _ = stop.changed() => break,
         };
         match frame {
@@ -168,10 +223,11 @@ pub async fn consumer(
                 stats.counters.consumed.fetch_add(1, Relaxed);
                 want_body = true;
                 unacked += 1;
+                last_tag = tag;
                 if !spec.autoack && unacked >= spec.ack_every {
                     out.clear();
                     frames::ack(&mut out, channel, tag, true);
-                    writer.write_all(&out).await?;
+                    c.writer.write_all(&out).await?;
                     unacked = 0;
                 }
             }
@@ -189,5 +245,29 @@ pub async fn consumer(
         }
     }
     stats.merge(&mut local);
+    if unacked > 0 {
+        // What was counted as consumed is acked, or closing would requeue it: a --drain would
+        // report an empty queue that is not.
+        out.clear();
+        frames::ack(&mut out, 1, last_tag, true);
+        c.writer.write_all(&out).await?;
+    }
+    c.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ack_every;
+
+    #[test]
+    fn one_ack_never_covers_more_than_the_prefetch() {
+        assert_eq!(ack_every(None, 1000), 250, "a quarter of the prefetch by default");
+        assert_eq!(ack_every(None, 2), 1, "at least one");
+        assert_eq!(ack_every(Some(1), 1000), 1);
+        assert_eq!(ack_every(Some(100), 10), 10, "else the consumer would wait forever");
+        assert_eq!(ack_every(Some(0), 10), 1);
+        assert_eq!(ack_every(Some(5000), 0), 5000, "prefetch 0 is unlimited");
+        assert_eq!(ack_every(None, 0), 1);
+    }
 }

@@ -2,7 +2,7 @@
 //! print the summary.
 use crate::conn::Conn;
 use crate::error::PerfError;
-use crate::roles::{consumer, producer, ConsumerSpec, ProducerSpec};
+use crate::roles::{ack_every, consumer, producer, ConsumerSpec, ProducerSpec};
 use crate::stats::{progress_line, Stats, Summary};
 use crate::uri::AmqpUri;
 use crate::Args;
@@ -23,13 +23,19 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     }
     let mut admin = Conn::open(&uri).await?;
     let generated = args.queue.is_none();
-    let base = args.queue.clone().unwrap_or_else(|| format!("warren-perf-{}", std::process::id()));
+    let base = args.queue.clone().unwrap_or_else(generated_queue_name);
     let queues: Vec<String> =
         if args.queues == 1 { vec![base] } else { (0..args.queues).map(|i| format!("{base}-{i}")).collect() };
     let mut backlog = 0u64;
     for q in &queues {
         // A drain consumes what is there: the queue must exist, whatever it was declared with.
         backlog += u64::from(admin.declare_queue(q, args.durable, args.drain).await?);
+    }
+    if !args.exchange.is_empty() && !args.drain {
+        admin.declare_exchange(&args.exchange, args.durable).await?;
+        for q in &queues {
+            admin.bind_queue(q, &args.exchange, q).await?;
+        }
     }
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop) = watch::channel(false);
@@ -42,7 +48,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
             queue: queues[i % queues.len()].clone(),
             prefetch: args.prefetch,
             autoack: args.autoack,
-            ack_every: args.multi_ack.unwrap_or((u64::from(args.prefetch) / 4).max(1)).max(1),
+            ack_every: ack_every(args.multi_ack, args.prefetch),
         };
         tasks.spawn(consumer(uri.clone(), spec, stats.clone(), stop.clone()));
     }
@@ -52,6 +58,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     }
     for i in 0..producers {
         let spec = ProducerSpec {
+            exchange: args.exchange.clone(),
             queue: queues[i % queues.len()].clone(),
             size: args.size,
             persistent: args.persistent,
@@ -62,8 +69,8 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
         tasks.spawn(producer(uri.clone(), spec, stats.clone(), stop.clone()));
     }
     let start = if args.drain { drain_start } else { Instant::now() };
-    let outcome = watch_run(&args, producers, backlog, &stats, &mut tasks, start).await;
-    let elapsed = start.elapsed();
+    let (end, outcome) = watch_run(&args, producers, backlog, &stats, &mut tasks, start).await;
+    let elapsed = end - start;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let summary = Summary {
@@ -85,7 +92,8 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     outcome
 }
 
-/// Prints progress once a second until the run is over; returns a role's error if one failed.
+/// Prints progress once a second until the run is over; returns when the measured part of it
+/// ended, and a role's error if one failed.
 async fn watch_run(
     args: &Args,
     producers: usize,
@@ -93,55 +101,66 @@ async fn watch_run(
     stats: &Stats,
     tasks: &mut JoinSet<Result<(), PerfError>>,
     start: Instant,
-) -> Result<(), PerfError> {
+) -> (Instant, Result<(), PerfError>) {
+    // Checks every 100 ms; a line every second on the second; a timed run ends on its deadline.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut last = stats.counters.snapshot();
-    let (mut last_line, mut last_change) = (Instant::now(), Instant::now());
+    let second = Duration::from_secs(1);
+    let mut line = tokio::time::interval_at((start + second).into(), second);
+    let timed = !args.drain && args.count.is_none();
+    let deadline = tokio::time::sleep_until((start + Duration::from_secs_f64(args.time.max(0.0))).into());
     let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    tokio::pin!(deadline, ctrl_c);
+    let (mut at_line, mut at_tick) = (stats.counters.snapshot(), stats.counters.snapshot());
+    let (mut last_line, mut last_change) = (start, Instant::now());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = &mut ctrl_c => return Ok(()),
+            _ = line.tick() => {
+                let now = stats.counters.snapshot();
+                if !args.quiet {
+                    let delta = [0, 1, 2, 3].map(|i| now[i] - at_line[i]);
+                    eprintln!("{}", progress_line(start.elapsed(), delta, last_line.elapsed(), &stats.take_interval()));
+                }
+                (at_line, last_line) = (now, Instant::now());
+            }
+            _ = &mut deadline, if timed => return (Instant::now(), Ok(())),
+            _ = &mut ctrl_c => return (Instant::now(), Ok(())),
             Some(done) = tasks.join_next() => {
                 match done {
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) if e.is_panic() => return Err(PerfError::Protocol(format!("a role panicked: {e}"))),
+                    Ok(Err(e)) => return (Instant::now(), Err(e)),
+                    Err(e) if e.is_panic() => {
+                        return (Instant::now(), Err(PerfError::Protocol(format!("a role panicked: {e}"))));
+                    }
                     _ => {}
                 }
             }
         }
         let now = stats.counters.snapshot();
-        if now != last {
-            last_change = Instant::now();
-        }
-        if last_line.elapsed() >= Duration::from_secs(1) {
-            if !args.quiet {
-                let delta = [0, 1, 2, 3].map(|i| now[i] - last[i]);
-                eprintln!("{}", progress_line(start.elapsed(), delta, last_line.elapsed(), &stats.take_interval()));
-            }
-            last = now;
-            last_line = Instant::now();
+        if now != at_tick {
+            (at_tick, last_change) = (now, Instant::now());
         }
         let [published, confirmed, nacked, consumed] = now;
         if args.drain {
-            if consumed >= backlog || last_change.elapsed() > DRAIN_IDLE {
-                return Ok(());
+            if consumed >= backlog {
+                return (Instant::now(), Ok(()));
+            }
+            if last_change.elapsed() > DRAIN_IDLE {
+                // The queue ran dry before the backlog counted at the start (someone else took
+                // some): the drain ended with the last delivery, not after the wait.
+                return (last_change, Ok(()));
             }
         } else if let Some(count) = args.count {
             let all = count * producers as u64;
             let settled = args.confirm == 0 || confirmed + nacked >= all;
             let consumed_all = args.consumers == 0 || consumed >= all;
             if published >= all && settled && consumed_all {
-                return Ok(());
+                return (Instant::now(), Ok(()));
             }
             if last_change.elapsed() > STALL {
-                return Err(PerfError::Protocol(format!(
-                    "stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}"
-                )));
+                let why =
+                    format!("stalled: published {published}, confirmed {confirmed}, consumed {consumed} of {all}");
+                return (Instant::now(), Err(PerfError::Protocol(why)));
             }
-        } else if start.elapsed().as_secs_f64() >= args.time {
-            return Ok(());
         }
     }
 }
@@ -156,7 +175,11 @@ async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfErr
         conns.push(Conn::open(uri).await?);
     }
     let opened = start.elapsed();
-    tokio::time::sleep(Duration::from_secs_f64(args.time.min(30.0))).await;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs_f64(args.time.min(30.0))) => {}
+        // Ctrl-C only shortens the hold: the connections are still measured and closed.
+        _ = tokio::signal::ctrl_c() => {}
+    }
     let rss_after = args.broker_pid.map(rss_kib);
     let per = match (rss_before, rss_after) {
         (Some(a), Some(b)) => format!(" kib_per_conn={:.1}", b.saturating_sub(a) as f64 / n as f64),
@@ -169,9 +192,30 @@ async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfErr
     Ok(())
 }
 
+/// `warren-perf-` and 8 hex digits. RandomState is seeded at random per process, which keeps
+/// concurrent runs (from one host or several) apart without a dependency on a random crate.
+fn generated_queue_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    format!("warren-perf-{:08x}", r as u32)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_queue_names_are_prefixed_and_differ() {
+        let (a, b) = (generated_queue_name(), generated_queue_name());
+        assert!(a.starts_with("warren-perf-") && a.len() == "warren-perf-".len() + 8, "{a}");
+        assert!(a["warren-perf-".len()..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
 }

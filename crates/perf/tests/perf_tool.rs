@@ -89,3 +89,89 @@ fn broker_errors_are_reported_with_their_code() {
     assert!(!ok);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn timed_run_with_confirms_keeps_the_window() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(&b.uri(), &["--time", "2", "--producers", "1", "--consumers", "1", "--confirm", "100"]);
+    assert!(ok, "{err}");
+    let (published, confirmed) = (n(&f, "published"), n(&f, "confirmed"));
+    assert!(published > 0 && n(&f, "confirm_rate") > 0 && n(&f, "consume_rate") > 0, "{f:?}");
+    assert!(confirmed <= published && published - confirmed <= 100, "at most 100 unconfirmed: {f:?}");
+    assert!(n(&f, "consumed") <= published, "{f:?}");
+    let secs: f64 = f["seconds"].parse().unwrap();
+    assert!((2.0..2.5).contains(&secs), "the run ends on its deadline: {f:?}");
+}
+
+#[test]
+fn drain_acks_everything_it_counts() {
+    let b = warren_it::start();
+    // 1234 is not a multiple of the 250 deliveries one ack covers: the tail must be acked too,
+    // or closing would requeue it. The fill has no confirms: closing politely must still get
+    // every publish to the broker.
+    let fill = ["--queue", "perf-tail", "--count", "1234", "--consumers", "0", "--quiet"];
+    let (ok, f, err) = perf(&b.uri(), &fill);
+    assert!(ok, "{err}");
+    assert_eq!((n(&f, "published"), n(&f, "consumed")), (1234, 0));
+    let (ok, f, err) = perf(&b.uri(), &["--queue", "perf-tail", "--drain", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 1234);
+    assert!(n(&f, "consume_rate") > 0);
+    let (ok, f, err) = perf(&b.uri(), &["--queue", "perf-tail", "--drain", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 0, "the first drain left nothing behind");
+}
+
+#[test]
+fn publishes_through_a_named_exchange_to_several_queues() {
+    let b = warren_it::start();
+    for exchange in ["perf-direct", "amq.direct"] {
+        let args = [
+            "--exchange",
+            exchange,
+            "--queues",
+            "2",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--count",
+            "1000",
+            "--quiet",
+        ];
+        let (ok, f, err) = perf(&b.uri(), &args);
+        assert!(ok, "{exchange}: {err}");
+        assert_eq!((n(&f, "published"), n(&f, "consumed")), (2000, 2000), "{exchange}: {f:?}");
+    }
+    let (ok, _, err) = perf(&b.uri(), &["--exchange", "amq.missing", "--time", "1"]);
+    assert!(!ok);
+    assert!(err.contains("404"), "amq.* exchanges are only checked, not declared: {err}");
+}
+
+#[test]
+fn a_multi_ack_larger_than_the_prefetch_does_not_stall() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(&b.uri(), &["--count", "500", "--prefetch", "10", "--multi-ack", "100", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "consumed"), 500);
+}
+
+#[test]
+fn bodies_larger_than_frame_max_are_split_and_timed() {
+    let b = warren_it::start_with(|c| c.frame_max = 4096);
+    let (ok, f, err) = perf(&b.uri(), &["--count", "300", "--size", "10000", "--confirm", "50", "--quiet"]);
+    assert!(ok, "{err}");
+    assert_eq!((n(&f, "confirmed"), n(&f, "consumed")), (300, 300));
+    assert!(n(&f, "max_us") > 0, "the stamp in the first body frame was read: {f:?}");
+}
+
+#[test]
+fn a_channel_closed_under_a_producer_ends_the_run_with_its_code() {
+    let b = warren_it::start_with(|c| c.max_message_size = 1024);
+    if b.is_external() {
+        return; // the limit is set on the in-process broker only
+    }
+    let (ok, _, err) = perf(&b.uri(), &["--size", "4096", "--time", "3", "--quiet"]);
+    assert!(!ok, "the broker refused every message");
+    assert!(err.contains("broker closed the channel with 406"), "{err}");
+}

@@ -14,6 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use warren_broker::Message;
 
+/// Largest framing buffer a spill keeps between messages.
+const SCRATCH_KEEP: usize = 64 << 10;
+
 /// Bytes read back per `pread`.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -25,6 +28,8 @@ pub struct Spill {
     read_at: u64,
     /// Bytes appended so far (the end of the file, once the writer is flushed).
     end: u64,
+    /// One record being framed, reused so that spilling allocates nothing per message.
+    scratch: Vec<u8>,
 }
 
 impl Spill {
@@ -35,17 +40,28 @@ impl Spill {
         File::create(&path)?;
         let file = OpenOptions::new().append(true).open(&path)?;
         let reader = File::open(&path)?;
-        Ok(Spill { path, writer: BufWriter::with_capacity(64 << 10, file), reader, read_at: 0, end: 0 })
+        Ok(Spill {
+            path,
+            writer: BufWriter::with_capacity(64 << 10, file),
+            reader,
+            read_at: 0,
+            end: 0,
+            scratch: Vec::new(),
+        })
     }
 
     pub fn append(&mut self, seq: u64, m: &Message) -> io::Result<()> {
-        let len = record::encoded_len(m);
-        let mut buf = Vec::with_capacity(12 + len);
+        let buf = &mut self.scratch;
+        buf.clear();
         buf.extend_from_slice(&seq.to_be_bytes());
-        buf.extend_from_slice(&(len as u32).to_be_bytes());
-        record::encode_into(m, &mut buf);
-        self.writer.write_all(&buf)?;
+        buf.extend_from_slice(&(record::encoded_len(m) as u32).to_be_bytes());
+        record::encode_into(m, buf);
+        self.writer.write_all(buf)?;
         self.end += buf.len() as u64;
+        if buf.capacity() > SCRATCH_KEEP {
+            // One large message must not pin its size in every queue's spill for good.
+            self.scratch = Vec::new();
+        }
         Ok(())
     }
 

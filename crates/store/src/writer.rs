@@ -5,6 +5,7 @@ use crate::index::{Index, SegInfo};
 use crate::segment::{self, Builder};
 use crate::spill::Spill;
 use crate::{keys, record};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -128,32 +129,24 @@ impl Writer {
             let mut failed: Option<String> = None;
             let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
-                if let Err(e) = self.apply(op, &mut waiters, &mut pending) {
-                    tracing::error!(error = %e, "store write failed");
-                    failed.get_or_insert(e.to_string());
-                }
+                let applied = self.apply(op, &mut waiters, &mut pending);
+                note_failure(&mut failed, "store write failed", applied);
                 if pending.unflushed >= FLUSH_EVERY_BYTES {
                     pending.unflushed = 0;
-                    if let Err(e) = self.write_pending(&mut pending).and_then(|()| self.db.flush().map(drop)) {
-                        tracing::error!(error = %e, "store write failed");
-                        failed.get_or_insert(e.to_string());
-                    }
+                    let flushed = self.write_pending(&mut pending).and_then(|()| self.db.flush().map(drop));
+                    note_failure(&mut failed, "store write failed", flushed);
                 }
             }
             pending.unflushed = 0;
-            if let Err(e) = self.write_pending(&mut pending) {
-                tracing::error!(error = %e, "store write failed");
-                failed.get_or_insert(e.to_string());
-            }
+            let written = self.write_pending(&mut pending);
+            note_failure(&mut failed, "store write failed", written);
             let dirty = std::mem::take(&mut pending.dirty);
             if (dirty || !waiters.is_empty()) && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
                 failed.get_or_insert_with(|| "injected write failure".into());
             }
             if dirty || !waiters.is_empty() {
-                if let Err(e) = self.db.flush() {
-                    tracing::error!(error = %e, "store flush failed");
-                    failed.get_or_insert(e.to_string());
-                }
+                let flushed = self.db.flush().map(drop);
+                note_failure(&mut failed, "store flush failed", flushed);
             }
             coalesce(&mut waiters);
             for w in waiters.drain(..) {
@@ -175,27 +168,25 @@ impl Writer {
         match op {
             Op::Put { queue_id, seq, message, persistent: false } => {
                 let spill = match self.spills.entry(queue_id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(Spill::create(&self.spill_dir, queue_id)?),
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(Spill::create(&self.spill_dir, queue_id)?),
                 };
                 spill.append(seq, &message)?;
             }
             Op::Put { queue_id, seq, message, persistent: true } => {
-                let at = p.builders.iter().position(|(q, _)| *q == queue_id);
-                let b = match at {
-                    Some(i) if p.builders[i].1.accepts(seq, &message) => &mut p.builders[i].1,
-                    Some(i) => {
-                        let (_, full) = p.builders.swap_remove(i);
-                        self.seal(queue_id, full, p)?;
+                let i = match p.builders.iter().position(|(q, _)| *q == queue_id) {
+                    Some(i) if p.builders[i].1.accepts(seq, &message) => i,
+                    found => {
+                        // No segment for this queue yet, or it cannot take this message.
+                        if let Some(i) = found {
+                            let (_, full) = p.builders.swap_remove(i);
+                            self.seal(queue_id, full, p)?;
+                        }
                         p.builders.push((queue_id, Builder::new(seq)));
-                        &mut p.builders.last_mut().expect("just pushed").1
-                    }
-                    None => {
-                        p.builders.push((queue_id, Builder::new(seq)));
-                        &mut p.builders.last_mut().expect("just pushed").1
+                        p.builders.len() - 1
                     }
                 };
-                b.push(&message);
+                p.builders[i].1.push(&message);
                 p.unflushed += record::encoded_len(&message);
             }
             Op::Remove { queue_id, seqs } => {
@@ -225,12 +216,10 @@ impl Writer {
                     if let Some(spill) = self.spills.remove(&queue_id) {
                         spill.remove();
                     }
-                } else if let Some(spill) = self.spills.get_mut(&queue_id) {
-                    spill.clear()?;
-                }
-                if from == 0 {
                     p.delivered.remove(&queue_id);
                     self.meta.remove(keys::delivered(queue_id))?;
+                } else if let Some(spill) = self.spills.get_mut(&queue_id) {
+                    spill.clear()?;
                 }
                 self.write_pending(p)?;
             }
@@ -397,6 +386,15 @@ impl Writer {
             }
         }
         out
+    }
+}
+
+/// Logs a failed step of a group and keeps the first failure, which every waiter of the group
+/// is then told about.
+fn note_failure(failed: &mut Option<String>, what: &str, result: sled::Result<()>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "{what}");
+        failed.get_or_insert(e.to_string());
     }
 }
 

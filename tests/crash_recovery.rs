@@ -115,8 +115,7 @@ fn xorshift(s: &mut u64) -> u64 {
 
 #[test]
 fn kill_9_never_loses_a_confirmed_message_nor_resurrects_an_acked_one() {
-    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
-        eprintln!("skipped: kills the warren binary itself");
+    if warren_it::skip_against_external("kills the warren binary itself") {
         return;
     }
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{}", std::process::id()));

@@ -8,8 +8,7 @@ use raw::{Ending, Raw};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_closes_connections_with_320_and_exits_cleanly() {
-    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
-        eprintln!("skipped: runs the warren binary itself");
+    if warren_it::skip_against_external("runs the warren binary itself") {
         return;
     }
     let data = tempdir("shutdown");
@@ -59,8 +58,7 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 
 #[test]
 fn unusable_data_dir_is_a_clear_error_not_a_panic() {
-    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
-        eprintln!("skipped: runs the warren binary itself");
+    if warren_it::skip_against_external("runs the warren binary itself") {
         return;
     }
     // A path below a regular file can never be created, even by root (chmod would not stop root).
@@ -84,8 +82,7 @@ fn unusable_data_dir_is_a_clear_error_not_a_panic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn config_file_is_read_and_flags_override_it() {
-    if std::env::var("WARREN_TEST_EXTERNAL").is_ok() {
-        eprintln!("skipped: runs the warren binary itself");
+    if warren_it::skip_against_external("runs the warren binary itself") {
         return;
     }
     let base = tempdir("config");

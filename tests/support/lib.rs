@@ -80,10 +80,23 @@ pub fn start_in(dir: std::path::PathBuf, tweak: impl FnOnce(&mut Config)) -> Tes
     })
 }
 
+/// The environment variable that points the suites at another broker (`HOST:PORT`).
+const EXTERNAL: &str = "WARREN_TEST_EXTERNAL";
+
+/// True (after saying why on stderr) when the suites run against an external broker, for tests
+/// that need the warren binary or process itself and so cannot run against another broker.
+pub fn skip_against_external(why: &str) -> bool {
+    let external = std::env::var(EXTERNAL).is_ok();
+    if external {
+        eprintln!("skipped: {why}");
+    }
+    external
+}
+
 /// Starts a broker after `tweak` has adjusted the test config (heartbeat, frame_max, users...).
 /// With `WARREN_TEST_EXTERNAL` set, `tweak` is ignored.
 pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
-    if let Ok(ext) = std::env::var("WARREN_TEST_EXTERNAL") {
+    if let Ok(ext) = std::env::var(EXTERNAL) {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&ext)
             .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
             .next()

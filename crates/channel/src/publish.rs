@@ -61,8 +61,8 @@ impl Channel {
         if c.publish.immediate {
             return Err(err_on(AmqpError::new(ReplyCode::NotImplemented, "immediate=true")));
         }
-        if let Some(uid) = c.header.has_user_id().then(|| c.header.properties()).and_then(|p| p.user_id().clone()) {
-            if uid.as_str() != ctx.user {
+        if let Some(uid) = c.header.user_id() {
+            if uid != ctx.user {
                 return Err(err_on(AmqpError::new(
                     ReplyCode::PreconditionFailed,
                     format!("user_id property set to '{}' but authenticated user was '{}'", uid.as_str(), ctx.user),

@@ -55,6 +55,12 @@ impl ContentHeader {
         }
     }
 
+    /// The user-id property, parsed only when its flag says it is there (the common case
+    /// costs a bit test, not a parse).
+    pub fn user_id(&self) -> Option<String> {
+        self.has_user_id().then(|| self.properties().user_id().as_ref().map(|u| u.to_string())).flatten()
+    }
+
     /// Whether the user-id property is present (a flag test: no parsing).
     pub fn has_user_id(&self) -> bool {
         const USER_ID_FLAG: u8 = 1 << 4;
@@ -140,6 +146,7 @@ mod tests {
         assert_eq!(headers.inner().len(), 17);
         assert_eq!(props.content_type().as_ref().unwrap().as_str(), "text/plain");
         assert_eq!(h.has_user_id(), props.user_id().is_some());
+        assert_eq!(h.user_id(), props.user_id().as_ref().map(|u| u.to_string()));
     }
 
     #[test]

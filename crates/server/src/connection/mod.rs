@@ -290,8 +290,6 @@ impl Connection {
     }
 }
 
-/// Resolves when the first blocked queue opens its flow gate, or after a short while, so a
-/// connection that both publishes and consumes cannot wait forever on its own acks.
 /// Waits for the first blocking queue's flow gate to open, or a timeout.
 ///
 /// A connection that also consumes must not wait long: the acks that would drain the queue

@@ -128,24 +128,30 @@ async fn ack_same_tag_twice_closes_channel_406() {
     delete_queue(&s.conn, &q).await;
 }
 
-/// nack and reject on tags the channel never handed out fail the same way as ack.
+/// nack on a tag the channel never handed out fails the same way as ack.
 #[tokio::test(flavor = "multi_thread")]
-async fn nack_and_reject_unknown_tag_406() {
+async fn nack_unknown_tag_406() {
     let s = session().await;
     let mut events = s.conn.events_listener();
     s.ch.basic_nack(7, BasicNackOptions { multiple: false, requeue: true }).await.unwrap();
     let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
     assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 7");
+    assert!(s.conn.status().connected(), "a channel error only");
+}
 
-    // A listener of its own: the first channel's error event may still be unread on `events`
-    // (when the failed declare already carried the reply code), and would be taken for this one.
+/// So does reject. A connection of its own, not a second channel on the nack test's: all of a
+/// connection's lapin event listeners drain one shared queue, so an error event the first
+/// listener left unread is the first thing a listener created later reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_unknown_tag_406() {
+    let s = session().await;
     let mut events = s.conn.events_listener();
-    let ch = s.conn.create_channel().await.unwrap();
-    ch.basic_reject(9, BasicRejectOptions { requeue: false }).await.unwrap();
-    let err = channel_close_error(&mut events, &ch).await;
+    s.ch.basic_reject(9, BasicRejectOptions { requeue: false }).await.unwrap();
+    let err = channel_close_error(&mut events, &s.ch).await;
     assert_eq!(reply_code(&err), Some(406));
     assert_eq!(reply_text(&err).unwrap(), "PRECONDITION_FAILED - unknown delivery tag 9");
+    assert!(s.conn.status().connected(), "a channel error only");
 }
 
 #[tokio::test(flavor = "multi_thread")]

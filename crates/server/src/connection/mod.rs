@@ -4,6 +4,7 @@
 //! of deliveries from queues, and writes everything produced with vectored writes: one
 //! pass, one batch of syscalls, no per-frame flush. Reading pauses (TCP back-pressure)
 //! while the outbound buffer is over its bound or a queue we publish to is flow-blocked.
+mod channel_map;
 mod dispatch;
 mod handshake;
 mod io;
@@ -12,9 +13,9 @@ mod mailbox;
 use crate::auth::Users;
 use crate::config::Config;
 use bytes::BytesMut;
+use channel_map::ChannelMap;
 use handshake::{Handshake, HandshakeError, Opened};
 use mailbox::{Event, Mailbox};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,7 +61,7 @@ pub(crate) struct Connection {
     pub heartbeat: u16,
     pub inbuf: BytesMut,
     pub out: OutBuf,
-    pub channels: HashMap<u16, Slot>,
+    pub channels: ChannelMap<Slot>,
     pub mailbox: Arc<Mailbox>,
     pub blocked: Vec<QueueHandle>,
     pub phase: Phase,
@@ -129,7 +130,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         heartbeat: opened.heartbeat,
         inbuf,
         out,
-        channels: HashMap::new(),
+        channels: ChannelMap::default(),
         mailbox,
         blocked: Vec::new(),
         phase: Phase::Open,

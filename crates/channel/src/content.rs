@@ -34,8 +34,11 @@ impl Pending {
         self.header.is_none()
     }
 
-    /// Takes the content header. Returns the message if the body is empty.
-    pub fn header(mut self, header: ContentHeader, max_size: u64) -> Result<Result<Complete, Pending>, AmqpError> {
+    /// Takes the content header. Returns whether the message is complete (an empty body).
+    ///
+    /// Pending is filled in place, not passed by value: moving it (and a `Result` around it)
+    /// through every frame cost ~10% of broker CPU in memcpy in the transient benchmark.
+    pub fn header(&mut self, header: ContentHeader, max_size: u64) -> Result<bool, AmqpError> {
         if header.class_id != 60 {
             return Err(unexpected(&format!("expected content header for class 60, got class {}", header.class_id)));
         }
@@ -48,11 +51,11 @@ impl Pending {
         }
         let done = header.body_size == 0;
         self.header = Some(header);
-        Ok(if done { Ok(self.finish()) } else { Err(self) })
+        Ok(done)
     }
 
-    /// Takes one body frame. Returns the message once the declared size has arrived.
-    pub fn body(mut self, payload: Bytes) -> Result<Result<Complete, Pending>, AmqpError> {
+    /// Takes one body frame. Returns whether the declared size has now arrived.
+    pub fn body(&mut self, payload: Bytes) -> Result<bool, AmqpError> {
         let size = self.header.as_ref().map_or(0, |h| h.body_size);
         self.received += payload.len() as u64;
         if self.received > size {
@@ -69,10 +72,11 @@ impl Pending {
             }
             (_, Some(buf)) => buf.extend_from_slice(&payload),
         }
-        Ok(if self.received == size { Ok(self.finish()) } else { Err(self) })
+        Ok(self.received == size)
     }
 
-    fn finish(self) -> Complete {
+    /// The message, once [`Pending::header`] or [`Pending::body`] said it is complete.
+    pub fn finish(self) -> Complete {
         let body = match (self.first, self.rest) {
             (Some(b), _) => b,
             (None, Some(buf)) => buf.freeze(),

@@ -11,34 +11,44 @@ use warren_codec::{encode_content, encode_return, AmqpError, ContentHeader, Repl
 impl Channel {
     /// A content header frame arrived on this channel.
     pub fn handle_header(&mut self, ctx: &ConnCtx, header: ContentHeader, io: &mut Io) -> Result<(), AmqpError> {
-        match self.pending.take() {
-            Some(p) if p.expects_header() => match p.header(header, ctx.max_message_size)? {
-                Ok(done) => self.publish(ctx, done, io),
-                Err(p) => {
-                    self.pending = Some(p);
-                    Ok(())
-                }
-            },
+        let complete = match self.pending.as_mut() {
+            Some(p) if p.expects_header() => p.header(header, ctx.max_message_size),
             _ => Err(AmqpError::new(ReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead")),
-        }
+        };
+        self.content_arrived(ctx, complete, io)
     }
 
     /// A content body frame arrived on this channel.
     pub fn handle_body(&mut self, ctx: &ConnCtx, payload: Bytes, io: &mut Io) -> Result<(), AmqpError> {
-        match self.pending.take() {
-            Some(p) if !p.expects_header() => match p.body(payload)? {
-                Ok(done) => self.publish(ctx, done, io),
-                Err(p) => {
-                    self.pending = Some(p);
-                    Ok(())
-                }
-            },
+        let complete = match self.pending.as_mut() {
+            Some(p) if !p.expects_header() => p.body(payload),
             Some(_) => Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
                 "expected content header for class 60, got non content header frame instead",
             )),
             None => {
                 Err(AmqpError::new(ReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead"))
+            }
+        };
+        self.content_arrived(ctx, complete, io)
+    }
+
+    /// Publishes the pending message once its content is complete; an error drops it.
+    fn content_arrived(
+        &mut self,
+        ctx: &ConnCtx,
+        complete: Result<bool, AmqpError>,
+        io: &mut Io,
+    ) -> Result<(), AmqpError> {
+        match complete {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                let done = self.pending.take().expect("a complete message is pending").finish();
+                self.publish(ctx, done, io)
+            }
+            Err(e) => {
+                self.pending = None;
+                Err(e)
             }
         }
     }

@@ -2,7 +2,8 @@
 use crate::channel::{Channel, Mode};
 use crate::context::ConnCtx;
 use crate::unacked::Unacked;
-use warren_broker::{QueueHandle, QueuedMessage};
+use std::sync::Arc;
+use warren_broker::{Consumer, QueueHandle, QueuedMessage};
 use warren_codec::{AmqpError, ReplyCode};
 
 /// How a delivery is settled.
@@ -42,14 +43,28 @@ impl Channel {
     /// call per queue rather than per message.
     pub(crate) fn apply_settle(&mut self, entries: Vec<Unacked>, how: Settle) {
         let mut per_queue: Vec<(QueueHandle, Vec<QueuedMessage>)> = Vec::new();
+        // Credit goes back once per run of entries from the same consumer (usually the whole
+        // batch of a multiple ack): each give-back is two compare-and-swap loops on counters
+        // the dispatching queue also touches.
+        let mut run: Option<(Arc<Consumer>, u32)> = None;
         for u in entries {
-            if let Some(c) = &u.consumer {
-                c.settle(1);
+            if let Some(c) = u.consumer {
+                match &mut run {
+                    Some((rc, n)) if Arc::ptr_eq(rc, &c) => *n += 1,
+                    _ => {
+                        if let Some((rc, n)) = run.replace((c, 1)) {
+                            rc.settle(n);
+                        }
+                    }
+                }
             }
             match per_queue.iter_mut().find(|(q, _)| *q == u.queue) {
                 Some((_, v)) => v.push(u.message),
                 None => per_queue.push((u.queue, vec![u.message])),
             }
+        }
+        if let Some((c, n)) = run {
+            c.settle(n);
         }
         for (q, msgs) in per_queue {
             match how {

@@ -445,14 +445,16 @@ impl Queue {
     /// Hands ready messages to consumers round-robin while any has credit.
     fn dispatch(&self, st: &mut State) {
         let mut done: Vec<u64> = Vec::new();
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
+        // `self` is alive (we are in its method), so its Arc is too; upgraded once per call,
+        // cloned per delivery.
+        let me = self.me.upgrade();
+        while let (Some(me), false, false) = (&me, st.ready.is_empty(), st.consumers.is_empty()) {
             let Some(ci) = Self::next_with_credit(st) else { break };
-            let consumer = st.consumers[ci].clone();
             let Some(message) = self.take_front(st) else {
-                consumer.settle(1);
+                st.consumers[ci].settle(1);
                 break;
             };
-            if consumer.no_ack {
+            if st.consumers[ci].no_ack {
                 if message.stored {
                     done.push(message.seq);
                 }
@@ -460,9 +462,12 @@ impl Queue {
                 st.unacked += 1;
             }
             self.note_delivered(st, &message);
-            // `self` is alive (we are in its method), so its Arc is too.
-            let Some(queue) = self.me.upgrade().map(QueueHandle::new) else { break };
-            consumer.sink.deliver(Delivery { consumer: consumer.clone(), queue, message });
+            let consumer = &st.consumers[ci];
+            consumer.sink.deliver(Delivery {
+                consumer: consumer.clone(),
+                queue: QueueHandle::new(me.clone()),
+                message,
+            });
         }
         if let (false, Some(store)) = (done.is_empty(), &self.storage.store) {
             store.remove(self.meta.id, &done);

@@ -96,6 +96,12 @@ pub fn skip_against_external(why: &str) -> bool {
 /// Starts a broker after `tweak` has adjusted the test config (heartbeat, frame_max, users...).
 /// With `WARREN_TEST_EXTERNAL` set, `tweak` is ignored.
 pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    start_on_workers(2, tweak)
+}
+
+/// As [`start_with`], on a runtime of `workers` threads (1 stands for a one-CPU machine,
+/// where tokio's default runtime has a single worker).
+pub fn start_on_workers(workers: usize, tweak: impl FnOnce(&mut Config)) -> TestBroker {
     if let Ok(ext) = std::env::var(EXTERNAL) {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&ext)
             .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
@@ -109,8 +115,11 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("test runtime");
         rt.block_on(async move {
             let server = warren_server::Server::bind(config).await.expect("bind test broker");
             addr_tx.send((server.amqp_addrs()[0], server.store().clone())).expect("report address");

@@ -149,6 +149,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
 
 impl Connection {
     /// The main loop. Returns why the connection ended.
+    /// Input handled before a busy connection lets the worker run other tasks.
+    ///
+    /// tokio's cooperative budget only forces a yield after 128 socket polls, and one of our
+    /// read passes takes up to 512 KiB: a publisher writing flat out could hold a worker for
+    /// 64 MiB of input. With one worker (one CPU) that starved every other connection: a
+    /// consumer's basic.qos sat unread in its socket for over six seconds while the queue it
+    /// was about to drain filled and paged (`ss` showed the 19 bytes in Recv-Q).
+    const YIELD_AFTER_BYTES: usize = 256 * 1024;
+
     async fn run(&mut self, shutdown: &mut broadcast::Receiver<()>) -> String {
         let hb = (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat as u64));
         // Send a heartbeat when we have been silent for half the interval; give up on the
@@ -156,6 +165,7 @@ impl Connection {
         let mut ticker = tokio::time::interval(hb.map_or(Duration::from_secs(3600), |h| h / 2));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reason = String::from("closed");
+        let mut since_yield = 0usize;
         loop {
             if let Err(e) = self.flush() {
                 return format!("write failed: {e}");
@@ -179,10 +189,15 @@ impl Connection {
                     }
                     match io::read_available(&self.stream, &mut self.inbuf, &mut self.read_chunk) {
                         Ok(0) => return if self.phase == Phase::Open { "client closed the socket".into() } else { reason },
-                        Ok(_) => {
+                        Ok(n) => {
                             self.last_read = Instant::now();
                             if let Some(r) = self.handle_input() {
                                 reason = r;
+                            }
+                            since_yield += n;
+                            if since_yield >= Self::YIELD_AFTER_BYTES {
+                                since_yield = 0;
+                                tokio::task::yield_now().await;
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

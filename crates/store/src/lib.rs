@@ -9,6 +9,7 @@
 //! All writes go through one writer thread ([`writer`]) in submission order. It takes
 //! whatever has queued up, applies it, flushes once (fsync), and only then tells the
 //! waiting publishers (confirms) or metadata changes that their data is on disk.
+mod blocking;
 mod index;
 mod keys;
 mod meta;
@@ -21,7 +22,7 @@ mod tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use warren_broker::meta::MetaChange;
 use warren_broker::{BrokerError, DurableListener, Message, MessageStore, MetadataLog, StoredMessage};
@@ -115,7 +116,12 @@ impl Store {
 
     fn send(&self, op: Op) {
         // The writer only stops when the process does; a failed send means shutdown.
-        let _ = self.tx.send(op);
+        match self.tx.try_send(op) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(op)) => {
+                let _ = blocking::off_worker(|| self.tx.send(op));
+            }
+        }
     }
 
     fn meta_op(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), BrokerError> {
@@ -142,7 +148,7 @@ impl Store {
 }
 
 fn wait_done(wait: std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), BrokerError> {
-    match wait.recv() {
+    match blocking::off_worker(|| wait.recv()) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(BrokerError::Internal(format!("metadata store write failed: {e}"))),
         Err(_) => Err(BrokerError::Internal("metadata store is shut down".into())),
@@ -208,6 +214,6 @@ impl MessageStore for Store {
     fn load(&self, queue_id: u64, from_seq: u64, max: usize) -> Vec<StoredMessage> {
         let (reply, wait) = sync_channel(1);
         self.send(Op::Load { queue_id, from: from_seq, max, reply });
-        wait.recv().unwrap_or_default()
+        blocking::off_worker(|| wait.recv()).unwrap_or_default()
     }
 }

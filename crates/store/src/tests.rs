@@ -165,3 +165,47 @@ fn segments_split_on_gaps_and_loads_cross_them() {
     assert_eq!(store.load(7, 1, 100).iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
     store.close();
 }
+
+/// Holds the writer thread inside its durable callback until the test lets it go.
+struct StallWriter(parking_lot::Mutex<Option<std::sync::mpsc::Receiver<()>>>);
+
+impl warren_broker::DurableListener for StallWriter {
+    fn durable(&self, _channel: u16, _token: u64, _ok: bool) {
+        if let Some(released) = self.0.lock().take() {
+            let _ = released.recv();
+        }
+    }
+}
+
+/// A submitter blocked on a full writer queue must not take its tokio worker with it: on a
+/// one-worker runtime, another task has to keep running while the writer is stalled.
+#[test]
+fn a_full_writer_queue_blocks_only_the_submitter_not_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (release, stalled) = std::sync::mpsc::channel::<()>();
+    store.notify_durable(Arc::new(StallWriter(parking_lot::Mutex::new(Some(stalled)))), 1, 1);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let submitter = store.clone();
+    // No await inside: without the hand-off, this task would hold the only worker until the
+    // writer moves again. Twice the queue depth plus a writer group is sure to fill it.
+    let puts = 2 * crate::QUEUE_DEPTH as u64 + 8192;
+    let filling = rt.spawn(async move {
+        let m = Arc::new(message("paged"));
+        for seq in 1..=puts {
+            submitter.put(9, seq, &m, false);
+        }
+    });
+    let (ran_tx, ran) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let _ = ran_tx.send(());
+    });
+    let other_task_ran = ran.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
+    drop(release);
+    rt.block_on(filling).unwrap();
+    assert!(other_task_ran, "a task on the same runtime did not run while the writer queue was full");
+    assert_eq!(store.load(9, 1, 10).len(), 10, "the paged messages were written once the writer moved");
+    store.close();
+}

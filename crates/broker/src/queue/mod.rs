@@ -445,29 +445,27 @@ impl Queue {
     /// Hands ready messages to consumers round-robin while any has credit.
     fn dispatch(&self, st: &mut State) {
         let mut done: Vec<u64> = Vec::new();
-        // `self` is alive (we are in its method), so its Arc is too; upgraded once per call,
-        // cloned per delivery.
-        let me = self.me.upgrade();
-        while let (Some(me), false, false) = (&me, st.ready.is_empty(), st.consumers.is_empty()) {
-            let Some(ci) = Self::next_with_credit(st) else { break };
-            let Some(message) = self.take_front(st) else {
-                st.consumers[ci].settle(1);
-                break;
-            };
-            if st.consumers[ci].no_ack {
-                if message.stored {
-                    done.push(message.seq);
+        // Upgraded once per call and cloned per delivery. It only fails while the queue is
+        // being dropped, when there is nobody left to deliver to.
+        if let Some(me) = self.me.upgrade() {
+            while !st.ready.is_empty() && !st.consumers.is_empty() {
+                let Some(ci) = Self::next_with_credit(st) else { break };
+                let Some(message) = self.take_front(st) else {
+                    st.consumers[ci].settle(1);
+                    break;
+                };
+                if st.consumers[ci].no_ack {
+                    if message.stored {
+                        done.push(message.seq);
+                    }
+                } else {
+                    st.unacked += 1;
                 }
-            } else {
-                st.unacked += 1;
+                self.note_delivered(st, &message);
+                let consumer = &st.consumers[ci];
+                let queue = QueueHandle::new(me.clone());
+                consumer.sink.deliver(Delivery { consumer: consumer.clone(), queue, message });
             }
-            self.note_delivered(st, &message);
-            let consumer = &st.consumers[ci];
-            consumer.sink.deliver(Delivery {
-                consumer: consumer.clone(),
-                queue: QueueHandle::new(me.clone()),
-                message,
-            });
         }
         if let (false, Some(store)) = (done.is_empty(), &self.storage.store) {
             store.remove(self.meta.id, &done);

@@ -87,6 +87,15 @@ pub(crate) fn cannot_decode(class_id: u16, method_id: u16, args: &[u8]) -> Codec
     CodecError::Syntax { class_id, method_id, detail: format!("cannot decode {}", erl_binary(args)) }
 }
 
+/// Field tables nested past [`crate::nesting::MAX_NESTING`] (a limit of ours; RabbitMQ has none).
+pub(crate) fn too_deep(class_id: u16, method_id: u16) -> CodecError {
+    CodecError::Syntax {
+        class_id,
+        method_id,
+        detail: format!("field tables or arrays nested deeper than {} levels", crate::nesting::MAX_NESTING),
+    }
+}
+
 /// The error for a short string that is not UTF-8; RabbitMQ's text for this case.
 pub(crate) fn malformed_utf8(class_id: u16, method_id: u16) -> CodecError {
     CodecError::Syntax { class_id, method_id, detail: "Malformed UTF-8 in shortstr".to_owned() }

@@ -2,6 +2,7 @@
 //! path needs.
 
 use crate::error::{erl_binary, CodecError};
+use crate::nesting;
 use crate::writer::generate;
 use crate::FRAME_HEADER;
 use amq_protocol::frame::ParserError;
@@ -82,6 +83,10 @@ impl ContentHeader {
         let class_id = u16::from_be_bytes([raw[0], raw[1]]);
         let body_size = u64::from_be_bytes(raw[4..12].try_into().expect("8 bytes"));
         let props = &raw[FIXED_FIELDS..];
+        if nesting::check_properties(props) == Err(nesting::Stop::TooDeep) {
+            let why = format!("headers nested deeper than {} levels", nesting::MAX_NESTING);
+            return Err(bad_properties(props, &why));
+        }
         let properties = match parse_properties(props) {
             Ok(([], p)) => p,
             Ok(_) => return Err(bad_properties(props, "trailing bytes after properties")),

@@ -1,6 +1,7 @@
 //! Method frames: the hand-written basic.publish fast path and amq-protocol for the rest.
 
-use crate::error::{cannot_decode, malformed_utf8, CodecError};
+use crate::error::{cannot_decode, malformed_utf8, too_deep, CodecError};
+use crate::nesting;
 use crate::FRAME_METHOD;
 use amq_protocol::frame::ParserError;
 use amq_protocol::protocol::{parse_class, AMQPClass};
@@ -68,6 +69,9 @@ pub(crate) fn decode_method(payload: Bytes) -> Result<Method, CodecError> {
     }
     if let Some(ack) = decode_ack(&payload) {
         return Ok(Method::Other(ack));
+    }
+    if nesting::check_method(class_id, method_id, &payload[4..]) == Err(nesting::Stop::TooDeep) {
+        return Err(too_deep(class_id, method_id));
     }
     match parse_class(&payload[..]) {
         Ok(([], class)) => Ok(Method::Other(class)),

@@ -61,6 +61,10 @@ fn parse_amqplain(r: &[u8]) -> Result<(String, String), AuthError> {
     let mut framed = Vec::with_capacity(r.len() + 4);
     framed.extend_from_slice(&(r.len() as u32).to_be_bytes());
     framed.extend_from_slice(r);
+    // Before authentication, too: amq-protocol's parser recurses once per nesting level.
+    if warren_codec::table_too_deep(&framed) {
+        return Err(AuthError::Malformed("AMQPLAIN"));
+    }
     let (_, table): (_, FieldTable) = amq_protocol::types::parsing::parse_field_table(framed.as_slice())
         .map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
     let get = |k: &str| match table.inner().get(k) {
@@ -99,5 +103,20 @@ mod tests {
         }
         assert_eq!(users().authenticate("AMQPLAIN", &buf), Ok("guest".into()));
         assert!(matches!(users().authenticate("EXTERNAL", b""), Err(AuthError::UnknownMechanism(_))));
+    }
+
+    /// An AMQPLAIN response nesting tables 20,000 deep is refused before amq-protocol's
+    /// recursive parser sees it (it overflowed the stack: a crash before authentication).
+    #[test]
+    fn amqplain_nesting_too_deep_is_malformed() {
+        let mut t = 0u32.to_be_bytes().to_vec();
+        for _ in 0..20_000 {
+            let mut entry = vec![1, b'a', b'F'];
+            entry.extend_from_slice(&t);
+            t = (entry.len() as u32).to_be_bytes().to_vec();
+            t.extend_from_slice(&entry);
+        }
+        // The response is the table without its length prefix.
+        assert_eq!(users().authenticate("AMQPLAIN", &t[4..]), Err(AuthError::Malformed("AMQPLAIN")));
     }
 }

@@ -21,6 +21,8 @@ mod reply;
 mod writer;
 
 #[cfg(test)]
+mod mutation_tests;
+#[cfg(test)]
 mod test_util;
 
 pub use encode::{

@@ -36,6 +36,26 @@ async fn sigterm_closes_connections_with_320_and_exits_cleanly() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// SIGTERM sent the moment the listener is logged still shuts down cleanly. The handler used to be
+/// installed only when the shutdown future was first polled, just after that log line, and a
+/// signal in between killed the process outright: 21 of 30 such runs died by the signal before
+/// the fix. Most likely also why the test above once saw EOF instead of 320 in CI.
+#[test]
+fn sigterm_right_after_the_listener_starts_exits_cleanly() {
+    if warren_it::skip_against_external("runs the warren binary itself") {
+        return;
+    }
+    for round in 0..5 {
+        let data = tempdir(&format!("early-term-{round}"));
+        let mut broker = warren_it::BrokerProcess::spawn(&data);
+        let status = Command::new("kill").args(["-TERM", &broker.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success());
+        let exit = wait_with_timeout(&mut broker.child, Duration::from_secs(10));
+        assert_eq!(exit.code(), Some(0), "round {round}: warren must exit 0 after an early SIGTERM, got {exit:?}");
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
+
 fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let start = std::time::Instant::now();
     loop {

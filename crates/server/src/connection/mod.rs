@@ -148,16 +148,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
 }
 
 impl Connection {
-    /// The main loop. Returns why the connection ended.
     /// Input handled before a busy connection lets the worker run other tasks.
     ///
     /// tokio's cooperative budget only forces a yield after 128 socket polls, and one of our
     /// read passes takes up to 512 KiB: a publisher writing flat out could hold a worker for
     /// 64 MiB of input. With one worker (one CPU) that starved every other connection: a
-    /// consumer's basic.qos sat unread in its socket for over six seconds while the queue it
+    /// consumer's basic.qos still sat unread in its socket six seconds in, while the queue it
     /// was about to drain filled and paged (`ss` showed the 19 bytes in Recv-Q).
     const YIELD_AFTER_BYTES: usize = 256 * 1024;
 
+    /// The main loop. Returns why the connection ended.
     async fn run(&mut self, shutdown: &mut broadcast::Receiver<()>) -> String {
         let hb = (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat as u64));
         // Send a heartbeat when we have been silent for half the interval; give up on the

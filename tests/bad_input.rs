@@ -7,6 +7,7 @@
 mod raw;
 
 use raw::*;
+use warren_codec::testing::nested_table;
 
 /// Sends `bytes` on a fresh, opened connection, returns how the broker ended it, and then
 /// checks a second connection still works.
@@ -221,18 +222,6 @@ async fn trailing_method_arguments_are_frame_error() {
     let declare = raw_method(1, 50, 10, &[0, 0, 0, 0, 0, 0, 0, 0, 9, 9]);
     let c = expect_close([channel_open(1), declare].concat()).await;
     assert_eq!(c, close(501, "FRAME_ERROR - cannot decode <<0,0,0,0,0,0,0,0,9,9>>", 50, 10));
-}
-
-/// A field table holding `depth` tables nested one inside the other (each under key "a").
-fn nested_table(depth: usize) -> Vec<u8> {
-    let mut t = 0u32.to_be_bytes().to_vec();
-    for _ in 0..depth {
-        let mut entry = vec![1, b'a', b'F'];
-        entry.extend_from_slice(&t);
-        t = (entry.len() as u32).to_be_bytes().to_vec();
-        t.extend_from_slice(&entry);
-    }
-    t
 }
 
 /// A deliberate difference from RabbitMQ, which accepts any nesting: past 64 levels of field

@@ -1,7 +1,8 @@
 //! Helpers shared by the basic/confirm/tx/qos/flow/properties integration tests.
 //!
-//! Kept separate from `tests/common/` (owned by another suite) so both can evolve
-//! independently. Each test binary only uses a subset, hence the `dead_code` allowance.
+//! Built on `warren_it::lapin_util` (names, reply codes, error events), as `tests/common/` is;
+//! this one adds the publish/consume helpers those suites share. Each test binary only uses a
+//! subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod raw;
@@ -11,21 +12,14 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind, ExchangeKind};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
+pub use warren_it::lapin_util::*;
 pub use warren_it::TestBroker;
-
-/// Upper bound for anything that should happen "promptly" (a delivery, a reply).
-/// Only used to turn a hang into a failure, never as a synchronisation point.
-pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A name no other test (or earlier run against a shared broker) uses.
 pub fn unique(prefix: &str) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("warren-it.{prefix}.{}.{nanos}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    unique_name(prefix)
 }
 
 pub async fn connect(b: &TestBroker) -> Connection {
@@ -50,35 +44,6 @@ pub async fn session() -> Session {
     Session { broker, conn, ch }
 }
 
-/// The AMQP reply code carried by an error (channel.close / connection.close), if any.
-pub fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-/// The AMQP reply text carried by an error, if any.
-pub fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
-
-/// Asserts that `res` failed with the AMQP reply `code` and returns the reply text.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(res: lapin::Result<T>, code: u16) -> String {
-    match res {
-        Ok(v) => panic!("expected AMQP error {code}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(reply_code(&e), Some(code), "unexpected error: {e}");
-            reply_text(&e).unwrap()
-        }
-    }
-}
-
-/// Declares a non-durable, auto-delete=false queue with a unique name and returns the name.
 pub async fn declare_queue(ch: &Channel, prefix: &str) -> String {
     declare_queue_args(ch, prefix, FieldTable::default()).await
 }
@@ -187,51 +152,9 @@ pub async fn assert_no_more(ch: &Channel, c: &mut Consumer) {
 
 /// A synchronous round-trip on `ch` that changes nothing (passive declare of `amq.direct`).
 pub async fn sync(ch: &Channel) {
-    ch.exchange_declare(
-        "amq.direct".into(),
-        ExchangeKind::Direct,
-        ExchangeDeclareOptions { passive: true, ..Default::default() },
-        FieldTable::default(),
-    )
-    .await
-    .expect("sync round-trip (passive exchange.declare amq.direct)");
+    round_trip(ch).await.expect("sync round-trip (passive exchange.declare amq.direct)");
 }
 
 /// The error that closes `ch` after an asynchronous method (ack, publish...) the broker rejects.
-///
-/// Asynchronous methods have no reply; the broker answers a bad one with channel.close. We
-/// issue a synchronous method behind it: RabbitMQ processes the channel's methods in order, so
-/// the close arrives instead of that method's reply, and lapin fails the pending call with the
-/// close's code. If lapin already processed the close before our call went out, the call fails
-/// with a state error instead; the connection's event stream still carries the close, so we
-/// take the code from there.
-pub async fn channel_close_error(
-    events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
-    ch: &Channel,
-) -> lapin::Error {
-    let res = ch
-        .exchange_declare(
-            "amq.direct".into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await;
-    match res {
-        Ok(()) => panic!("channel was expected to be closed by the broker"),
-        Err(e) if reply_code(&e).is_some() => e,
-        Err(_) => next_error_event(events).await,
-    }
-}
-
-/// Next `Event::Error` on a connection's event stream.
-pub async fn next_error_event(events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin)) -> lapin::Error {
-    loop {
-        match tokio::time::timeout(PATIENCE, events.next()).await {
-            Ok(Some(lapin::Event::Error(e))) => return e,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("event stream ended"),
-            Err(_) => panic!("no error event within {PATIENCE:?}"),
-        }
-    }
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use warren_it::lapin_util::async_close_error as channel_close_error;

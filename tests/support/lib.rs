@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 pub mod client_program;
+pub mod lapin_util;
 
 pub use warren_server::Config;
 

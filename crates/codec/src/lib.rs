@@ -24,6 +24,8 @@ mod writer;
 mod mutation_tests;
 #[cfg(test)]
 mod test_util;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use encode::{
     encode_ack, encode_content, encode_deliver, encode_get_ok, encode_heartbeat, encode_method, encode_nack,

@@ -146,18 +146,7 @@ fn sized(b: &[u8]) -> Result<&[u8], Stop> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A table nesting `depth` tables (each under key "a") below the outermost one.
-    fn nested_table(depth: usize) -> Vec<u8> {
-        let mut t = 0u32.to_be_bytes().to_vec();
-        for _ in 0..depth {
-            let mut entry = vec![1, b'a', b'F'];
-            entry.extend_from_slice(&t);
-            t = (entry.len() as u32).to_be_bytes().to_vec();
-            t.extend_from_slice(&entry);
-        }
-        t
-    }
+    use crate::testing::nested_table;
 
     /// An array nesting `depth` arrays.
     fn nested_array(depth: usize) -> Vec<u8> {

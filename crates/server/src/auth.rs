@@ -109,13 +109,7 @@ mod tests {
     /// recursive parser sees it (it overflowed the stack: a crash before authentication).
     #[test]
     fn amqplain_nesting_too_deep_is_malformed() {
-        let mut t = 0u32.to_be_bytes().to_vec();
-        for _ in 0..20_000 {
-            let mut entry = vec![1, b'a', b'F'];
-            entry.extend_from_slice(&t);
-            t = (entry.len() as u32).to_be_bytes().to_vec();
-            t.extend_from_slice(&entry);
-        }
+        let t = warren_codec::testing::nested_table(20_000);
         // The response is the table without its length prefix.
         assert_eq!(users().authenticate("AMQPLAIN", &t[4..]), Err(AuthError::Malformed("AMQPLAIN")));
     }

@@ -175,3 +175,25 @@ fn a_channel_closed_under_a_producer_ends_the_run_with_its_code() {
     assert!(!ok, "the broker refused every message");
     assert!(err.contains("broker closed the channel with 406"), "{err}");
 }
+
+/// The do-nothing broker answers the handshake and delivers every publish once, to the
+/// consumer, with its body (so warren-perf can time it).
+#[test]
+fn latency_floor_forwards_every_publish_to_the_consumer() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_latency-floor")).arg(&addr).spawn().expect("latency-floor runs");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "latency-floor did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, f, err) =
+        perf(&format!("amqp://guest:guest@{addr}/%2f"), &["--count", "2000", "--rate", "4000", "--quiet"]);
+    let _ = floor.kill();
+    let _ = floor.wait();
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "published"), 2000);
+    assert_eq!(n(&f, "consumed"), 2000);
+    assert!(n(&f, "max_us") > 0, "latency was measured: {f:?}");
+}

@@ -91,9 +91,14 @@ impl Channel {
     /// Writes a delivery a queue handed to one of this channel's consumers. A delivery for
     /// a consumer that has been cancelled in the meantime goes back to its queue untouched.
     pub fn deliver(&mut self, ctx: &ConnCtx, d: Delivery, io: &mut Io) {
-        let ours = d.consumer.is_active()
-            && self.consumers.get(&d.consumer.tag).is_some_and(|(c, _)| Arc::ptr_eq(c, &d.consumer));
-        if !ours {
+        // Every way a consumer leaves `self.consumers` (basic.cancel, the channel closing, its
+        // queue going away) deactivates it first, and a consumer is registered here in the same
+        // step that activates it: so "active" is "ours" without hashing its tag per delivery.
+        debug_assert!(
+            !d.consumer.is_active()
+                || self.consumers.get(&d.consumer.tag).is_some_and(|(c, _)| Arc::ptr_eq(c, &d.consumer))
+        );
+        if !d.consumer.is_active() {
             d.consumer.settle(1);
             d.queue.return_undelivered(d.message, !d.consumer.no_ack);
             return;

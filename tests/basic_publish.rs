@@ -34,6 +34,29 @@ async fn default_exchange_routes_by_queue_name() {
     delete_queue(&s.conn, &q2).await;
 }
 
+/// A queue deleted and declared again under the same name is a new queue: publishes on the
+/// same channel reach the new one (the channel remembers where the default exchange routed
+/// last, and must notice that queue is gone), and one to a name with no queue yet reaches the
+/// queue once it exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_exchange_follows_a_queue_deleted_and_declared_again() {
+    let s = session().await;
+    let q = declare_queue(&s.ch, "pub-redeclare").await;
+    publish(&s.ch, &q, b"first").await;
+    sync(&s.ch).await;
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 1);
+
+    s.ch.queue_delete(q.as_str().into(), Default::default()).await.expect("queue.delete");
+    publish(&s.ch, &q, b"into-nothing").await;
+    s.ch.queue_declare(q.as_str().into(), Default::default(), FieldTable::default()).await.expect("declare again");
+    publish(&s.ch, &q, b"second").await;
+    sync(&s.ch).await;
+    assert_eq!(queue_counts(&s.conn, &q).await.0, 1, "the new queue holds only what was published after it");
+    let m = s.ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
+    assert_eq!(m.expect("the new queue has the message").delivery.data, b"second");
+    delete_queue(&s.conn, &q).await;
+}
+
 /// `amq.default` is only the management UI's label for the default exchange: RabbitMQ 3.10
 /// has no exchange by that name, so publishing to it closes the channel with 404.
 #[tokio::test(flavor = "multi_thread")]

@@ -34,6 +34,9 @@ pub struct Channel {
     /// The exchange of the previous publish, so a stream of publishes to one exchange costs
     /// no map lookup.
     pub(crate) exchange_cache: Option<(Bytes, Arc<Exchange>)>,
+    /// The queue the default exchange last routed to and its name (the routing key), so a
+    /// stream of publishes to one queue costs no UTF-8 check, hash or map lookup each.
+    pub(crate) default_route_cache: Option<(Bytes, QueueHandle)>,
     /// Reused routing result buffer: routing allocates nothing in the steady state.
     pub(crate) route_buf: Vec<QueueHandle>,
 }
@@ -71,6 +74,7 @@ impl Channel {
             consumer_prefetch: 0,
             last_queue: None,
             exchange_cache: None,
+            default_route_cache: None,
             route_buf: Vec::new(),
         }
     }

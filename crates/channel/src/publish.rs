@@ -5,7 +5,7 @@ use crate::context::{ConnCtx, Io};
 use bytes::Bytes;
 use std::sync::Arc;
 use warren_broker::exchange::Exchange;
-use warren_broker::{BrokerError, Message};
+use warren_broker::{BrokerError, Message, QueueHandle};
 use warren_codec::{encode_content, encode_return, AmqpError, ContentHeader, ReplyCode};
 
 impl Channel {
@@ -66,6 +66,25 @@ impl Channel {
         Ok(e)
     }
 
+    /// The queues `msg` goes to. The default exchange's answer for the previous routing key is
+    /// reused while that queue lives: a deleted queue (even one declared again under the same
+    /// name, which is a new queue) fails the check and the vhost is asked again.
+    fn route(&mut self, ctx: &ConnCtx, exchange: &Arc<Exchange>, msg: &Message, out: &mut Vec<QueueHandle>) {
+        if exchange.is_default() {
+            if let Some((name, q)) = &self.default_route_cache {
+                if *name == msg.routing_key && !q.is_deleted() {
+                    out.clear();
+                    out.push(q.clone());
+                    return;
+                }
+            }
+            ctx.vhost.route(exchange, msg, out);
+            self.default_route_cache = out.first().map(|q| (msg.routing_key.clone(), q.clone()));
+        } else {
+            ctx.vhost.route(exchange, msg, out);
+        }
+    }
+
     fn publish(&mut self, ctx: &ConnCtx, c: Complete, io: &mut Io) -> Result<(), AmqpError> {
         let err_on = |e: AmqpError| e.on(60, 40);
         if c.publish.immediate {
@@ -123,7 +142,7 @@ impl Channel {
         io: &mut Io,
     ) -> bool {
         let mut route = std::mem::take(&mut self.route_buf);
-        ctx.vhost.route(exchange, &msg, &mut route);
+        self.route(ctx, exchange, &msg, &mut route);
         let mut delivered = false;
         let mut needs_sync = false;
         for q in &route {

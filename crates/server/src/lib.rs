@@ -11,6 +11,7 @@ mod memory;
 
 pub use config::{Config, ConfigError};
 use connection::Shared;
+pub use memory::tune_allocator;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -65,6 +65,7 @@ fn terminated() -> impl std::future::Future<Output = ()> {
 }
 
 fn main() -> ExitCode {
+    warren_server::tune_allocator();
     let args = Args::parse();
     // Logs go to stderr (stdout stays free for tools), coloured only on a terminal.
     tracing_subscriber::fmt()

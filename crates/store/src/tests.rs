@@ -17,6 +17,23 @@ fn message(body: &str) -> Message {
     }
 }
 
+/// Opens something on a sled directory that was just closed. sled gives up its file lock when
+/// the last reference to its internals goes, which its I/O threads may hold for a moment
+/// after the handle is dropped ("could not acquire lock ... WouldBlock", seen once in a full
+/// workspace run): retry that error for up to five seconds, fail on any other.
+fn when_unlocked<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if e.to_string().contains("could not acquire lock") && start.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open failed: {e}"),
+        }
+    }
+}
+
 fn queue_meta(id: u64) -> QueueMeta {
     QueueMeta {
         id,
@@ -87,7 +104,7 @@ fn damaged_records_are_skipped_and_the_rest_recovered() {
         persistent.insert(b"short-key", b"x").unwrap();
         db.flush().unwrap();
     }
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = when_unlocked(|| Store::open(dir.path(), 1 << 20));
     assert_eq!(rec.queues.len(), 1, "the unreadable queue record is skipped, the good one kept");
     assert_eq!(rec.queues[0].1.count, 10, "counting uses segment headers; the damaged record is found on load");
     let got = store.load(7, 1, 1000);
@@ -142,7 +159,7 @@ fn settled_messages_stay_settled_across_a_restart() {
     let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(rec.queues[0].1.count, 0);
     store.close();
-    let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
+    let db = when_unlocked(|| sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open());
     assert!(db.open_tree("persistent").unwrap().is_empty(), "a fully settled segment and its bitmap are deleted");
 }
 

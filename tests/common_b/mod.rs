@@ -18,9 +18,8 @@ pub use warren_it::lapin_util::*;
 pub use warren_it::TestBroker;
 
 /// A name no other test (or earlier run against a shared broker) uses.
-pub fn unique(prefix: &str) -> String {
-    unique_name(prefix)
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use warren_it::lapin_util::unique_name as unique;
 
 pub async fn connect(b: &TestBroker) -> Connection {
     connect_uri(&b.uri()).await

@@ -151,12 +151,6 @@ pub fn channel_open(channel: u16) -> Vec<u8> {
     method_frame(channel, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})))
 }
 
-/// A unique name for things a test creates on a possibly shared broker.
-pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 /// A raw client connection.
 pub struct Raw {
     stream: TcpStream,
@@ -462,7 +456,7 @@ pub async fn assert_broker_healthy(addr: &str) {
     let mut raw = Raw::open(addr).await;
     raw.open_channel(1).await;
     let q = raw.declare_temp_queue(1).await;
-    let body = unique("still-alive").into_bytes();
+    let body = warren_it::lapin_util::unique_name("still-alive").into_bytes();
     raw.send(&publish_frames(1, "", &q, &body)).await;
     // basic.get is processed after the publish on the same channel, so the message is there.
     assert_eq!(raw.get(1, &q).await, Some(body));

@@ -24,6 +24,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 use warren_broker::meta::MetaChange;
 use warren_broker::{BrokerError, DurableListener, Message, MessageStore, MetadataLog, StoredMessage};
 use writer::{Op, Writer};
@@ -49,6 +50,8 @@ pub struct Store {
     /// The writer thread; joined by [`Store::close`], after which the database (and its
     /// file lock) is released.
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// sled's database file, which it holds an exclusive lock on while open.
+    lock_file: PathBuf,
 }
 
 impl Store {
@@ -92,7 +95,8 @@ impl Store {
             .name("warren-store".into())
             .spawn(move || w.run(rx))
             .map_err(|source| StoreError::Dir { path: dir.into(), source })?;
-        Ok((Arc::new(Store { tx, fail_writes, writer: parking_lot::Mutex::new(Some(handle)) }), recovered))
+        let lock_file = dir.join("sled").join("db");
+        Ok((Arc::new(Store { tx, fail_writes, writer: parking_lot::Mutex::new(Some(handle)), lock_file }), recovered))
     }
 
     /// Makes every following write group fail (until called with false), as a full or broken
@@ -111,6 +115,30 @@ impl Store {
         let _ = self.tx.send(Op::Shutdown);
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
+            self.wait_for_release();
+        }
+    }
+
+    /// Waits (up to five seconds) until sled has let go of its file lock.
+    ///
+    /// The writer dropping the database is not quite the end of it: sled's I/O threads can
+    /// hold its internals, and so the lock, a moment longer. A store opened on the same
+    /// directory in that moment failed with "could not acquire lock" (twice in full test
+    /// runs, each right after a close), so `close` does not return before the lock is free.
+    fn wait_for_release(&self) {
+        let Ok(file) = std::fs::File::open(&self.lock_file) else { return };
+        let start = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return, // released again when `file` is dropped
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => {
+                    tracing::warn!(file = %self.lock_file.display(), error = %e, "store lock still held after close");
+                    return;
+                }
+            }
         }
     }
 

@@ -17,10 +17,11 @@ fn message(body: &str) -> Message {
     }
 }
 
-/// Opens something on a sled directory that was just closed. sled gives up its file lock when
-/// the last reference to its internals goes, which its I/O threads may hold for a moment
-/// after the handle is dropped ("could not acquire lock ... WouldBlock", seen once in a full
-/// workspace run): retry that error for up to five seconds, fail on any other.
+/// Opens something on a sled directory right after the test dropped its own raw sled handle.
+/// sled gives up its file lock when the last reference to its internals goes, which its I/O
+/// threads may hold for a moment after the handle is dropped ("could not acquire lock ...
+/// WouldBlock", seen once in a full workspace run): retry that error for up to five seconds,
+/// fail on any other. (`Store::close` waits for the lock itself.)
 fn when_unlocked<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T {
     let start = std::time::Instant::now();
     loop {
@@ -159,7 +160,7 @@ fn settled_messages_stay_settled_across_a_restart() {
     let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(rec.queues[0].1.count, 0);
     store.close();
-    let db = when_unlocked(|| sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open());
+    let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
     assert!(db.open_tree("persistent").unwrap().is_empty(), "a fully settled segment and its bitmap are deleted");
 }
 

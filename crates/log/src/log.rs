@@ -1,0 +1,371 @@
+//! The log proper: appends, settlements, marks, group commit, page-in jobs.
+//!
+//! One log serves every queue of the node, so one group commit (one `fdatasync` of the
+//! active segment, plus one per `.ack` file the group settled in) makes every publish of
+//! the group durable, however many queues they went to. Records carry (queue, seq), the
+//! queue's own position, which is what a follower will acknowledge when the log is shipped.
+//!
+//! Only one thread uses a `Log` (the store's writer); it takes `&mut self` throughout.
+use crate::index::{Loc, QueueIndex, MAX_PAYLOAD};
+use crate::read::{ReadItem, ReadJob};
+use crate::record::{self, Kind, HEADER};
+use crate::segment::{self, Segment};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+/// What the log stores for a message: its length and its bytes, written at commit time, so a
+/// message settled before its group commits is never encoded at all.
+pub trait Payload {
+    fn len(&self) -> usize;
+    fn write_to(&self, buf: &mut Vec<u8>);
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// A segment takes no more records past this size; a bigger record gets one of its own.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // RabbitMQ's message store uses 16 MiB files: small enough that a settled stretch of
+        // the backlog gives its disk back soon, large enough that rolling is rare.
+        Options { segment_bytes: 16 << 20 }
+    }
+}
+
+/// A queue's part of the log, as recovery or [`Log::summary`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSummary {
+    pub live: usize,
+    pub first_seq: u64,
+    pub max_seq: u64,
+    pub mark: u64,
+}
+
+struct Pending<P> {
+    queue: u64,
+    seq: u64,
+    persistent: bool,
+    /// None once settled before its group was written.
+    payload: Option<P>,
+}
+
+/// Group buffer bytes after which they are written out mid-group, to bound its memory.
+const BUF_FLUSH: usize = 1 << 20;
+
+pub struct Log<P> {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) segs: BTreeMap<u32, Segment>,
+    pub(crate) active: u32,
+    pub(crate) queues: HashMap<u64, QueueIndex>,
+    pending: Vec<Pending<P>>,
+    /// Indices into `pending` per queue, in seq order, to settle unwritten messages.
+    pending_by_queue: HashMap<u64, Vec<usize>>,
+    dirty_marks: HashMap<u64, u64>,
+    buf: Vec<u8>,
+    /// Segments written since the last sync.
+    written: Vec<u32>,
+    /// Something durable changed since the last sync.
+    pub(crate) needs_sync: bool,
+    /// Segments with nothing live, deleted after the next sync.
+    pub(crate) doomed: Vec<u32>,
+    /// A write failed: the active segment's tail is suspect, so the next write starts a new one.
+    broken: bool,
+}
+
+impl<P: Payload> Log<P> {
+    pub(crate) fn empty(dir: PathBuf, opts: Options) -> Log<P> {
+        Log {
+            dir,
+            opts,
+            segs: BTreeMap::new(),
+            active: 0,
+            queues: HashMap::new(),
+            pending: Vec::new(),
+            pending_by_queue: HashMap::new(),
+            dirty_marks: HashMap::new(),
+            buf: Vec::new(),
+            written: Vec::new(),
+            needs_sync: false,
+            doomed: Vec::new(),
+            broken: false,
+        }
+    }
+
+    /// Queues message `seq` of `queue` for the next write. Sequence numbers of one queue
+    /// must grow.
+    pub fn put(&mut self, queue: u64, seq: u64, persistent: bool, payload: P) {
+        assert!(payload.len() <= MAX_PAYLOAD, "message of {} bytes exceeds the log's record limit", payload.len());
+        self.pending_by_queue.entry(queue).or_default().push(self.pending.len());
+        self.pending.push(Pending { queue, seq, persistent, payload: Some(payload) });
+    }
+
+    /// Settles message `seq` of `queue` (acked, rejected, dropped). Unknown or already
+    /// settled messages are ignored.
+    pub fn settle(&mut self, queue: u64, seq: u64) {
+        if let Some(ix) = self.pending_by_queue.get(&queue) {
+            if let Ok(i) = ix.binary_search_by_key(&seq, |&i| self.pending[i].seq) {
+                self.pending[ix[i]].payload = None;
+                return;
+            }
+        }
+        if let Some(loc) = self.queues.get_mut(&queue).and_then(|q| q.settle(seq)) {
+            self.settle_loc(loc);
+        }
+    }
+
+    /// Settles every message of `queue` from `from` on (a purge of the paged tail).
+    pub fn settle_from(&mut self, queue: u64, from: u64) {
+        self.drop_pending(queue, |seq| seq >= from);
+        let locs = self.queues.get_mut(&queue).map(|q| q.settle_from(from)).unwrap_or_default();
+        for loc in locs {
+            self.settle_loc(loc);
+        }
+    }
+
+    /// Forgets a deleted queue. Writes no settlements: its records die with its metadata,
+    /// and recovery settles records of queues that no longer exist.
+    pub fn drop_queue(&mut self, queue: u64) {
+        self.drop_pending(queue, |_| true);
+        self.dirty_marks.remove(&queue);
+        let Some(mut q) = self.queues.remove(&queue) else { return };
+        for loc in q.drain_live().collect::<Vec<_>>() {
+            self.release(loc);
+        }
+    }
+
+    /// Records that every message of `queue` up to `seq` has been delivered.
+    pub fn mark(&mut self, queue: u64, seq: u64) {
+        let q = self.queues.entry(queue).or_default();
+        if seq > q.mark {
+            q.mark = seq;
+            self.dirty_marks.insert(queue, seq);
+        }
+    }
+
+    fn drop_pending(&mut self, queue: u64, which: impl Fn(u64) -> bool) {
+        if let Some(ix) = self.pending_by_queue.get(&queue) {
+            for &i in ix {
+                if which(self.pending[i].seq) {
+                    self.pending[i].payload = None;
+                }
+            }
+        }
+    }
+
+    /// A live record stopped being live: persistent ones get a settlement entry.
+    fn settle_loc(&mut self, loc: Loc) {
+        if loc.persistent() {
+            if let Some(seg) = self.segs.get_mut(&loc.seg) {
+                seg.note_settled(loc.offset);
+                self.needs_sync = true;
+            }
+        }
+        self.release(loc);
+    }
+
+    /// One fewer live record in its segment; an empty segment other than the active one goes.
+    fn release(&mut self, loc: Loc) {
+        let Some(seg) = self.segs.get_mut(&loc.seg) else { return };
+        debug_assert!(seg.live > 0, "segment {} released more records than it holds", seg.id);
+        seg.live = seg.live.saturating_sub(1);
+        if seg.live == 0 && seg.id != self.active {
+            self.doomed.push(seg.id);
+        }
+    }
+
+    fn active_len(&self) -> u64 {
+        self.segs.get(&self.active).map_or(0, |s| s.size) + self.buf.len() as u64
+    }
+
+    /// Writes everything queued (records, marks) to the segment files; not synced.
+    pub fn write(&mut self) -> io::Result<()> {
+        let r = self.write_inner();
+        if r.is_err() {
+            self.broken = true;
+            self.buf.clear();
+        }
+        r
+    }
+
+    fn write_inner(&mut self) -> io::Result<()> {
+        if self.broken || !self.segs.contains_key(&self.active) {
+            self.roll()?;
+            self.broken = false;
+        }
+        self.pending_by_queue.clear();
+        for p in std::mem::take(&mut self.pending) {
+            let Some(payload) = p.payload else { continue };
+            let kind = if p.persistent { Kind::Persistent } else { Kind::Transient };
+            let len = payload.len();
+            self.make_room(HEADER + len)?;
+            let offset = self.active_len() as u32;
+            record::encode(&mut self.buf, kind, p.queue, p.seq, len, |b| payload.write_to(b));
+            let seg = self.segs.get_mut(&self.active).expect("active segment exists");
+            seg.note_record(kind, p.queue, p.seq, offset, len as u32);
+            seg.live += 1;
+            let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
+            self.queues.entry(p.queue).or_default().push(loc);
+            self.needs_sync |= p.persistent;
+        }
+        for (queue, seq) in std::mem::take(&mut self.dirty_marks) {
+            self.make_room(HEADER)?;
+            self.encode_mark(queue, seq);
+        }
+        self.flush_buf()
+    }
+
+    fn encode_mark(&mut self, queue: u64, seq: u64) {
+        let offset = self.active_len() as u32;
+        record::encode(&mut self.buf, Kind::Mark, queue, seq, 0, |_| {});
+        let seg = self.segs.get_mut(&self.active).expect("active segment exists");
+        seg.note_record(Kind::Mark, queue, seq, offset, 0);
+        self.needs_sync = true;
+    }
+
+    /// Makes sure the next record of `total` bytes fits: writes the buffer out when it is big,
+    /// and starts a new segment when the active one is full (unless it is empty: a record
+    /// larger than a segment gets one of its own).
+    fn make_room(&mut self, total: usize) -> io::Result<()> {
+        if self.active_len() + total as u64 > self.opts.segment_bytes && self.active_len() > 0 {
+            self.flush_buf()?;
+            self.roll()?;
+        } else if self.buf.len() >= BUF_FLUSH {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let seg = self.segs.get_mut(&self.active).expect("active segment exists");
+        seg.file.write_all_at(&self.buf, seg.size)?;
+        seg.size += self.buf.len() as u64;
+        if !self.written.contains(&seg.id) {
+            self.written.push(seg.id);
+        }
+        self.buf.clear();
+        if self.buf.capacity() > 4 * BUF_FLUSH {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next, beginning with every queue's
+    /// delivered mark, so that older segments never hold the only copy of a mark.
+    pub(crate) fn roll(&mut self) -> io::Result<()> {
+        debug_assert!(self.buf.is_empty());
+        let next = self.segs.keys().next_back().map_or(1, |id| id + 1);
+        if let Some(old) = self.segs.get_mut(&self.active) {
+            if let Err(e) = old.seal(&self.dir) {
+                tracing::warn!(segment = old.id, error = %e, "could not write a segment summary");
+            }
+            if old.live == 0 {
+                self.doomed.push(old.id);
+            }
+        }
+        let seg = Segment::create(&self.dir, next)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.segs.insert(next, seg);
+        self.active = next;
+        let marks: Vec<(u64, u64)> = self.queues.iter().filter(|(_, q)| q.mark > 0).map(|(&id, q)| (id, q.mark)).collect();
+        for (queue, seq) in marks {
+            self.encode_mark(queue, seq);
+            self.dirty_marks.remove(&queue);
+        }
+        Ok(())
+    }
+
+    /// Makes everything written durable: data first, then settlements, so that a message
+    /// moved between queues (written to one, settled in the other in the same group) can
+    /// be duplicated by a crash but never lost. Then removes segments with nothing live.
+    pub fn sync(&mut self) -> io::Result<()> {
+        let synced = self.sync_inner();
+        if synced.is_ok() {
+            // Only once the settlements that justify deleting them are durable.
+            for id in std::mem::take(&mut self.doomed) {
+                if id != self.active {
+                    if let Some(seg) = self.segs.remove(&id) {
+                        seg.delete(&self.dir);
+                    }
+                }
+            }
+        }
+        synced
+    }
+
+    fn sync_inner(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.needs_sync) {
+            self.written.clear();
+            return Ok(());
+        }
+        for id in std::mem::take(&mut self.written) {
+            if let Some(seg) = self.segs.get(&id) {
+                seg.file.sync_data()?;
+            }
+        }
+        let doomed = &self.doomed;
+        for seg in self.segs.values_mut() {
+            if doomed.contains(&seg.id) {
+                seg.ack_buf.clear();
+                continue;
+            }
+            if seg.write_acks(&self.dir)? {
+                seg.acks.as_ref().expect("written above").sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `write` then `sync`: one group commit.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.write()?;
+        self.sync()
+    }
+
+    /// Takes up to `max` live messages of `queue` from `from` on, to be read by the caller's
+    /// reader thread. Writes what is queued first, so the job sees every earlier put.
+    /// Transient messages are settled now: once read back they live in memory only.
+    pub fn take(&mut self, queue: u64, from: u64, max: usize) -> io::Result<ReadJob> {
+        self.write()?;
+        let locs: Vec<Loc> = self.queues.get(&queue).map(|q| q.live_from(from, max).collect()).unwrap_or_default();
+        let next_from = locs.last().map_or(from, |l| l.seq + 1);
+        let mut items = Vec::with_capacity(locs.len());
+        for loc in &locs {
+            let Some(seg) = self.segs.get(&loc.seg) else { continue };
+            items.push(ReadItem::new(loc.seq, loc.persistent(), seg.file.clone(), loc.offset, loc.len()));
+            if !loc.persistent() {
+                if let Some(l) = self.queues.get_mut(&queue).and_then(|q| q.settle(loc.seq)) {
+                    self.release(l);
+                }
+            }
+        }
+        Ok(ReadJob { queue, items, covered: locs.len(), next_from })
+    }
+
+    /// What the log holds for `queue`.
+    pub fn summary(&self, queue: u64) -> Option<QueueSummary> {
+        let q = self.queues.get(&queue)?;
+        Some(QueueSummary { live: q.live(), first_seq: q.first_live().unwrap_or(0), max_seq: q.max_seq, mark: q.mark })
+    }
+
+    /// Segment files on disk, and their bytes (for tests and statistics).
+    pub fn disk_usage(&self) -> (usize, u64) {
+        (self.segs.len(), self.segs.values().map(|s| s.size).sum())
+    }
+
+    /// Queues the log holds anything for.
+    pub fn queue_ids(&self) -> Vec<u64> {
+        self.queues.keys().copied().collect()
+    }
+
+    pub(crate) fn segment_path(&self, id: u32) -> PathBuf {
+        segment::data_path(&self.dir, id)
+    }
+}

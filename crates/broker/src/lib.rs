@@ -5,6 +5,7 @@
 //! each to a [`MetadataLog`] (where durability and replication attach). Publishing and
 //! delivering do not take the metadata lock: a publish resolves its exchange through the
 //! vhost, routes to [`QueueHandle`]s, and each queue dispatches to consumers' sinks.
+pub mod blocking;
 mod broker;
 pub mod error;
 pub mod exchange;
@@ -21,5 +22,5 @@ pub use exchange::{Exchange, ExchangeKind};
 pub use message::Message;
 pub use meta::{BindingRecord, InMemoryOnly, MetaChange, MetadataLog};
 pub use queue::{ConnectionId, Consumer, ConsumerSpec, Credit, Delivery, DeliverySink, QueueHandle, QueuedMessage};
-pub use store::{DurableListener, MessageStore, StoredMessage};
+pub use store::{DurableListener, LoadDone, Loaded, MessageStore, StoredMessage};
 pub use vhost::VHost;

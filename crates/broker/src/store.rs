@@ -2,7 +2,9 @@
 //!
 //! Queues call these with their lock held, so every call only enqueues work for the
 //! store's writer thread (which applies it in submission order, then flushes a whole group
-//! at once) — except [`MessageStore::load`], which pages messages back in.
+//! at once). Even [`MessageStore::load`] only asks: the read happens on the store's reader
+//! thread, which hands the messages to a callback, so no queue lock is held across a disk
+//! read and no runtime worker waits for one.
 use crate::message::Message;
 use std::sync::Arc;
 
@@ -37,6 +39,21 @@ pub trait MessageStore: Send + Sync {
     /// call has been flushed to disk (ok = true) or could not be (ok = false).
     fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64);
     /// Reads up to `max` entries of the queue with sequence numbers from `from_seq` on, in
-    /// order, seeing every write submitted before the call. Blocks.
-    fn load(&self, queue_id: u64, from_seq: u64, max: usize) -> Vec<StoredMessage>;
+    /// order, seeing every write submitted before the call, and calls `done` with them from
+    /// another thread. Does not block.
+    fn load(&self, queue_id: u64, from_seq: u64, max: usize, done: LoadDone);
+}
+
+/// Receives what a [`MessageStore::load`] read.
+pub type LoadDone = Box<dyn FnOnce(Loaded) + Send>;
+
+/// The result of a page-in.
+#[derive(Default)]
+pub struct Loaded {
+    pub messages: Vec<StoredMessage>,
+    /// How many of the queue's stored entries the read covered: `messages` plus any that
+    /// were damaged and are lost.
+    pub covered: usize,
+    /// Where the next page-in starts.
+    pub next_from: u64,
 }

@@ -50,8 +50,8 @@ pub struct QueueIndex {
 }
 
 impl QueueIndex {
-    /// Adds a record; sequence numbers arrive in order, except after recovery merged segments,
-    /// which sorts with [`QueueIndex::sort`].
+    /// Adds a record. A queue appends in sequence order, so this is a push at the back;
+    /// recovery merges segments in any order and then calls [`QueueIndex::sort`].
     pub fn push(&mut self, loc: Loc) {
         self.max_seq = self.max_seq.max(loc.seq);
         self.live += 1;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 /// What the log stores for a message: its length and its bytes, written at commit time, so a
 /// message settled before its group commits is never encoded at all.
 pub trait Payload {
-    fn len(&self) -> usize;
+    fn encoded_len(&self) -> usize;
     fn write_to(&self, buf: &mut Vec<u8>);
 }
 
@@ -97,9 +97,18 @@ impl<P: Payload> Log<P> {
     }
 
     /// Queues message `seq` of `queue` for the next write. Sequence numbers of one queue
-    /// must grow.
+    /// must grow (a queue assigns them and submits under one lock): settling and reading
+    /// find messages by binary search.
     pub fn put(&mut self, queue: u64, seq: u64, persistent: bool, payload: P) {
-        assert!(payload.len() <= MAX_PAYLOAD, "message of {} bytes exceeds the log's record limit", payload.len());
+        assert!(
+            payload.encoded_len() <= MAX_PAYLOAD,
+            "message of {} bytes exceeds the log's record limit",
+            payload.encoded_len()
+        );
+        debug_assert!(
+            self.queues.get(&queue).is_none_or(|q| q.max_seq < seq || q.live() == 0),
+            "queue {queue} put seq {seq} out of order"
+        );
         self.pending_by_queue.entry(queue).or_default().push(self.pending.len());
         self.pending.push(Pending { queue, seq, persistent, payload: Some(payload) });
     }
@@ -201,7 +210,7 @@ impl<P: Payload> Log<P> {
         for p in std::mem::take(&mut self.pending) {
             let Some(payload) = p.payload else { continue };
             let kind = if p.persistent { Kind::Persistent } else { Kind::Transient };
-            let len = payload.len();
+            let len = payload.encoded_len();
             self.make_room(HEADER + len)?;
             let offset = self.active_len() as u32;
             record::encode(&mut self.buf, kind, p.queue, p.seq, len, |b| payload.write_to(b));
@@ -274,7 +283,8 @@ impl<P: Payload> Log<P> {
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.segs.insert(next, seg);
         self.active = next;
-        let marks: Vec<(u64, u64)> = self.queues.iter().filter(|(_, q)| q.mark > 0).map(|(&id, q)| (id, q.mark)).collect();
+        let marks: Vec<(u64, u64)> =
+            self.queues.iter().filter(|(_, q)| q.mark > 0).map(|(&id, q)| (id, q.mark)).collect();
         for (queue, seq) in marks {
             self.encode_mark(queue, seq);
             self.dirty_marks.remove(&queue);

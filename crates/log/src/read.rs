@@ -55,7 +55,12 @@ impl ReadJob {
                 .filter(|h| h.queue == self.queue && h.seq == it.seq && h.len == it.len)
                 .is_some_and(|h| record::verify(&h, &buf));
             if !ok {
-                tracing::error!(queue = self.queue, seq = it.seq, offset = it.offset, "message record fails its CRC; message lost");
+                tracing::error!(
+                    queue = self.queue,
+                    seq = it.seq,
+                    offset = it.offset,
+                    "message record fails its CRC; message lost"
+                );
                 continue;
             }
             let payload = buf.split_off(HEADER).freeze();

@@ -70,13 +70,17 @@ impl<P: Payload> Log<P> {
                 let data = std::fs::read(&path).map_err(err)?;
                 let (entries, good) = scan(&data);
                 if (good as u64) < size {
+                    // Nothing valid after `good`: the tail of a write that never finished
+                    // (in the last segment) or damage at the end of an older one.
+                    tracing::warn!(
+                        segment = id,
+                        at = good,
+                        dropped = size - good as u64,
+                        "incomplete records at a segment's end cut off"
+                    );
                     if is_last {
-                        tracing::warn!(segment = id, at = good, dropped = size - good as u64, "torn write at the log's tail cut off");
                         file.set_len(good as u64).map_err(err)?;
                         file.sync_all().map_err(err)?;
-                    } else {
-                        tracing::error!(segment = id, at = good, lost_bytes = size - good as u64,
-                            "damaged record in a log segment: the rest of that segment is lost");
                     }
                     size = good as u64;
                 }
@@ -131,7 +135,10 @@ impl<P: Payload> Log<P> {
         let (offsets, good) = segment::parse_acks(&raw);
         if good < raw.len() {
             tracing::warn!(segment = id, at = good, "torn settlement entry cut off");
-            let f = OpenOptions::new().write(true).open(&path).map_err(|source| LogError::Io { path: path.clone(), source })?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| LogError::Io { path: path.clone(), source })?;
             f.set_len(good as u64).map_err(|source| LogError::Io { path: path.clone(), source })?;
         }
         Ok(offsets.into_iter().collect())
@@ -143,18 +150,43 @@ impl<P: Payload> Log<P> {
     }
 }
 
-/// The records of a data file that pass their checks, and the length of that good prefix.
+/// The records of a data file that pass their checks, and where the last of them ends.
+///
+/// A record that fails its check is either a torn write (the tail of the last write, with
+/// nothing valid after it) or damage in the middle (a flipped bit, a bad sector). For the
+/// second, the scan looks for the next offset where a whole, valid record starts and goes on
+/// from there, so one damaged record does not take every later, confirmed one with it.
 fn scan(data: &[u8]) -> (Vec<Summary>, usize) {
     let mut out = Vec::new();
-    let mut at = 0usize;
-    while let Some(h) = record::parse_header(&data[at..]) {
-        let end = at + HEADER + h.len as usize;
-        let whole = data.get(at..end).is_some_and(|r| record::verify(&h, r));
-        if !whole || Kind::from_u8(h.kind).is_none() {
-            break;
+    let (mut at, mut end) = (0usize, 0usize);
+    while at < data.len() {
+        match record_at(data, at) {
+            Some(next) => {
+                let h = record::parse_header(&data[at..]).expect("checked by record_at");
+                out.push(Summary { kind: h.kind, queue: h.queue, seq: h.seq, offset: at as u32, len: h.len });
+                at = next;
+                end = next;
+            }
+            None => match (at + 1..data.len().saturating_sub(HEADER - 1)).find(|&p| record_at(data, p).is_some()) {
+                Some(p) => {
+                    tracing::error!(
+                        at,
+                        skipped = p - at,
+                        "damaged bytes in a log segment skipped; the messages in them are lost"
+                    );
+                    at = p;
+                }
+                None => break,
+            },
         }
-        out.push(Summary { kind: h.kind, queue: h.queue, seq: h.seq, offset: at as u32, len: h.len });
-        at = end;
     }
-    (out, at)
+    (out, end)
+}
+
+/// If a whole, valid record starts at `at`, where it ends.
+fn record_at(data: &[u8], at: usize) -> Option<usize> {
+    let h = record::parse_header(data.get(at..)?)?;
+    Kind::from_u8(h.kind)?;
+    let end = at.checked_add(HEADER + h.len as usize)?;
+    data.get(at..end).filter(|r| record::verify(&h, r)).map(|_| end)
 }

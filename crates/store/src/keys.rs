@@ -1,34 +1,4 @@
-//! Key layouts in the sled trees.
-
-/// Segment key: queue id then the segment's first sequence number, both big-endian, so a
-/// queue's segments are contiguous and ordered by sequence number.
-pub fn entry(queue_id: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&queue_id.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-pub fn parse_entry(k: &[u8]) -> Option<(u64, u64)> {
-    if k.len() != 16 {
-        return None;
-    }
-    Some((u64::from_be_bytes(k[..8].try_into().ok()?), u64::from_be_bytes(k[8..].try_into().ok()?)))
-}
-
-/// The settled-messages bitmap of a segment sorts right after the segment itself.
-pub fn acks(queue_id: u64, first: u64) -> [u8; 17] {
-    let mut k = [b'a'; 17];
-    k[..16].copy_from_slice(&entry(queue_id, first));
-    k
-}
-
-pub fn parse_acks(k: &[u8]) -> Option<(u64, u64)> {
-    match k {
-        [seg @ .., b'a'] if seg.len() == 16 => parse_entry(seg),
-        _ => None,
-    }
-}
+//! Key layouts in sled's `meta` tree.
 
 pub fn vhost(name: &str) -> Vec<u8> {
     [b"v/", name.as_bytes()].concat()
@@ -62,8 +32,4 @@ pub fn binding(vhost: &str, source: &str, dest_is_exchange: bool, dest: &str, ke
         args_json.as_bytes(),
     ]
     .concat()
-}
-
-pub fn delivered(queue_id: u64) -> Vec<u8> {
-    [b"d/".as_slice(), &queue_id.to_be_bytes()].concat()
 }

@@ -1,22 +1,20 @@
-//! Warren's durability layer, on sled.
+//! Warren's durability layer: metadata in sled, messages in the message log.
 //!
-//! Two sled trees: `meta` (durable vhosts, exchanges, queues, bindings, and per-queue
-//! delivered marks) and `persistent` (persistent messages of durable queues, in segments keyed
-//! by queue id and first sequence number, each with a bitmap of its settled messages).
-//! Transient messages paged out of memory go to a spill file per queue under `spill/`
-//! ([`spill`]), emptied at every start since transient messages do not survive restarts.
+//! sled's `meta` tree holds durable vhosts, exchanges, queues and bindings: small records,
+//! rarely written. Messages (persistent ones, and transient ones paged out of memory) go to
+//! `warren-log` under `log/`, Warren's own segment files.
 //!
 //! All writes go through one writer thread ([`writer`]) in submission order. It takes
-//! whatever has queued up, applies it, flushes once (fsync), and only then tells the
-//! waiting publishers (confirms) or metadata changes that their data is on disk.
-mod blocking;
-mod index;
+//! whatever has queued up, applies it, commits the log once (one `fdatasync` per touched
+//! file) and flushes sled if metadata changed, and only then tells the waiting publishers
+//! (confirms) or metadata changes that their data is on disk. Page-in reads run on a
+//! reader thread ([`reader`]).
 mod keys;
 mod meta;
+mod migrate;
+mod reader;
 mod record;
 mod recover;
-mod segment;
-mod spill;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -25,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
+use warren_broker::blocking;
 use warren_broker::meta::MetaChange;
-use warren_broker::{BrokerError, DurableListener, Message, MessageStore, MetadataLog, StoredMessage};
+use warren_broker::{BrokerError, DurableListener, LoadDone, Message, MessageStore, MetadataLog};
 use writer::{Op, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,8 @@ pub enum StoreError {
     Open { path: PathBuf, source: sled::Error },
     #[error("store read failed: {0}")]
     Read(#[from] sled::Error),
+    #[error(transparent)]
+    Log(#[from] warren_log::LogError),
 }
 
 /// Ops waiting for the writer. When the disk falls this far behind, submitters block:
@@ -58,6 +59,15 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`, reads back what it holds, and starts the
     /// writer. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<(Arc<Store>, warren_broker::Recovered), StoreError> {
+        Store::open_with(dir, cache_bytes, warren_log::Options::default())
+    }
+
+    /// [`Store::open`] with the log's options (tests use small segments).
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: u64,
+        log_options: warren_log::Options,
+    ) -> Result<(Arc<Store>, warren_broker::Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
         // Fail early and clearly on a read-only or full directory, before sled does obscurely.
         let probe = dir.join(".warren-write-probe");
@@ -72,29 +82,28 @@ impl Store {
             .open()
             .map_err(open)?;
         let meta = db.open_tree("meta").map_err(open)?;
-        let persistent = db.open_tree("persistent").map_err(open)?;
         // Paged transient messages lived in this tree before spill files; nothing in it
         // survives a restart anyway.
         db.drop_tree("paged").map_err(open)?;
-        let (recovered, index) = recover::recover(&meta, &persistent)?;
-        let spill_dir = dir.join("spill");
-        let _ = std::fs::remove_dir_all(&spill_dir);
-        std::fs::create_dir_all(&spill_dir).map_err(|source| StoreError::Dir { path: spill_dir.clone(), source })?;
+        // Spill files, before the log took paged transient messages too.
+        let _ = std::fs::remove_dir_all(dir.join("spill"));
+        let mut recovered = recover::metadata(&meta)?;
+        let ids: std::collections::HashSet<u64> = recovered.queues.iter().map(|(m, _)| m.id).collect();
+        let known = |id: u64| ids.contains(&id);
+        let mut log = warren_log::Log::open(&dir.join("log"), log_options, &known)?;
+        migrate::from_sled(&db, &meta, &mut log, &known).map_err(open)?;
+        recover::queues(&mut recovered, &log);
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        let spawn_err = |source| StoreError::Dir { path: dir.into(), source };
+        std::thread::Builder::new()
+            .name("warren-reader".into())
+            .spawn(move || reader::run(read_rx))
+            .map_err(spawn_err)?;
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = Writer {
-            db,
-            meta,
-            persistent,
-            index,
-            spill_dir,
-            spills: Default::default(),
-            fail_writes: fail_writes.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name("warren-store".into())
-            .spawn(move || w.run(rx))
-            .map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+        let w = Writer { db, meta, log, reader: read_tx, fail_writes: fail_writes.clone() };
+        let handle =
+            std::thread::Builder::new().name("warren-store".into()).spawn(move || w.run(rx)).map_err(spawn_err)?;
         let lock_file = dir.join("sled").join("db");
         Ok((Arc::new(Store { tx, fail_writes, writer: parking_lot::Mutex::new(Some(handle)), lock_file }), recovered))
     }
@@ -239,9 +248,7 @@ impl MessageStore for Store {
         self.send(Op::Notify { listener, channel, token });
     }
 
-    fn load(&self, queue_id: u64, from_seq: u64, max: usize) -> Vec<StoredMessage> {
-        let (reply, wait) = sync_channel(1);
-        self.send(Op::Load { queue_id, from: from_seq, max, reply });
-        blocking::off_worker(|| wait.recv()).unwrap_or_default()
+    fn load(&self, queue_id: u64, from_seq: u64, max: usize, done: LoadDone) {
+        self.send(Op::Load { queue_id, from: from_seq, max, done });
     }
 }

@@ -1,10 +1,35 @@
 //! The on-disk form of a message: everything needed to deliver it again byte for byte.
 //!
 //! `[exchange len u8][exchange][routing key len u8][routing key][header len u32][raw content
-//! header][body]`. The raw header carries every property exactly as published.
-use bytes::{BufMut, Bytes, BytesMut};
+//! header][body]`. The raw header carries every property exactly as published. This is the
+//! payload of a message record in the log (`warren-log` frames it with a length and a CRC).
+use bytes::{BufMut, Bytes};
+use std::sync::Arc;
 use warren_broker::Message;
 use warren_codec::ContentHeader;
+
+/// What the store hands the log to write: a message, or (when migrating an old data
+/// directory) a record already in this form.
+pub enum Entry {
+    Message(Arc<Message>),
+    Encoded(Vec<u8>),
+}
+
+impl warren_log::Payload for Entry {
+    fn encoded_len(&self) -> usize {
+        match self {
+            Entry::Message(m) => encoded_len(m),
+            Entry::Encoded(raw) => raw.len(),
+        }
+    }
+
+    fn write_to(&self, buf: &mut Vec<u8>) {
+        match self {
+            Entry::Message(m) => encode_into(m, buf),
+            Entry::Encoded(raw) => buf.extend_from_slice(raw),
+        }
+    }
+}
 
 /// Bytes [`encode_into`] appends for `m`.
 pub fn encoded_len(m: &Message) -> usize {
@@ -22,13 +47,12 @@ pub fn encode_into(m: &Message, v: &mut Vec<u8>) {
     v.put_slice(&m.body);
 }
 
-/// Decodes a record; None if it is truncated or its header does not parse.
-pub fn decode(raw: &[u8]) -> Option<Message> {
-    let b = Bytes::from(BytesMut::from(raw));
+/// Decodes a record; None if it is truncated or its header does not parse. The message's
+/// parts are slices of `b`: nothing is copied.
+pub fn decode(b: Bytes) -> Option<Message> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<Bytes> {
-        let s = b.get(at..at + n)?;
-        let _ = s;
+        b.get(at..at + n)?;
         let out = b.slice(at..at + n);
         at += n;
         Some(out)
@@ -65,13 +89,13 @@ mod tests {
         let mut raw = Vec::new();
         encode_into(&m, &mut raw);
         assert_eq!(raw.len(), encoded_len(&m));
-        let back = decode(&raw).expect("decodes");
+        let back = decode(Bytes::from(raw.clone())).expect("decodes");
         assert_eq!(back.exchange, m.exchange);
         assert_eq!(back.routing_key, m.routing_key);
         assert_eq!(back.header.raw, m.header.raw);
         assert_eq!(back.body, m.body);
         for cut in 0..raw.len() {
-            assert!(decode(&raw[..cut]).is_none(), "truncated at {cut} must not decode");
+            assert!(decode(Bytes::copy_from_slice(&raw[..cut])).is_none(), "truncated at {cut} must not decode");
         }
     }
 }

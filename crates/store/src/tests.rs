@@ -1,10 +1,10 @@
-//! Store round trips through a real sled directory: recovery counts, ordering, and damaged
-//! records found at start.
-use crate::{keys, Store};
+//! Store round trips through a real data directory: recovery counts, ordering, damaged
+//! records, failed writes, and the migration from the sled segment store.
+use crate::Store;
 use bytes::Bytes;
 use std::sync::Arc;
 use warren_broker::queue::QueueMeta;
-use warren_broker::{Message, MessageStore, MetaChange, MetadataLog};
+use warren_broker::{Message, MessageStore, MetaChange, MetadataLog, StoredMessage};
 use warren_codec::ContentHeader;
 
 fn message(body: &str) -> Message {
@@ -33,6 +33,13 @@ fn when_unlocked<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T 
             Err(e) => panic!("open failed: {e}"),
         }
     }
+}
+
+/// A page-in, waited for.
+fn load(store: &Store, queue: u64, from: u64, max: usize) -> Vec<StoredMessage> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.load(queue, from, max, Box::new(move |l| tx.send(l).unwrap()));
+    rx.recv_timeout(std::time::Duration::from_secs(10)).expect("page-in answered").messages
 }
 
 fn queue_meta(id: u64) -> QueueMeta {
@@ -66,7 +73,7 @@ fn recovery_counts_entries_and_load_returns_them_in_order() {
     assert_eq!(rec.vhosts, ["/"]);
     let (meta, state) = &rec.queues[0];
     assert_eq!((meta.id, state.count, state.first_seq, state.last_seq), (7, 100, 1, 100));
-    let got = store.load(7, 1, 1000);
+    let got = load(&store, 7, 1, 1000);
     let bodies: Vec<String> = got.iter().map(|m| String::from_utf8(m.message.body.to_vec()).unwrap()).collect();
     assert_eq!(bodies, (1..=100).map(|i| format!("m{i}")).collect::<Vec<_>>());
     assert!(got.iter().all(|m| m.persistent));
@@ -77,40 +84,28 @@ fn recovery_counts_entries_and_load_returns_them_in_order() {
 fn damaged_records_are_skipped_and_the_rest_recovered() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 10);
+    // Damage the data behind the broker's back: one byte of message 5's body in the log,
+    // and a metadata record that is not JSON.
+    let log_dir = dir.path().join("log");
+    let seg = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().windows(2).any(|w| w == b"m5"))
+        .expect("the segment holding m5");
+    let mut data = std::fs::read(&seg).unwrap();
+    let at = data.windows(2).position(|w| w == b"m5").unwrap();
+    data[at + 1] = b'X';
+    std::fs::write(&seg, data).unwrap();
     {
-        // Damage the store behind the broker's back: a truncated message record, a metadata
-        // record that is not JSON, and a message key of the wrong shape.
-        // No background flusher: it would hold the file lock past the end of this block.
         let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
-        let persistent = db.open_tree("persistent").unwrap();
-        // The segment holding message 5 (how the puts were grouped depends on timing).
-        let (k, seg) = persistent
-            .iter()
-            .map(Result::unwrap)
-            .filter(|(k, _)| k.len() == 16)
-            .take_while(|(k, _)| keys::parse_entry(k).unwrap().1 <= 5)
-            .last()
-            .unwrap();
-        let first = keys::parse_entry(&k).unwrap().1;
-        let mut seg = seg.to_vec();
-        // Message 5's record keeps its framing but claims a content header longer than itself.
-        let mut at = 4;
-        for _ in first..5 {
-            at += 4 + u32::from_be_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
-        }
-        let rec = at + 4;
-        let hl = rec + 2 + seg[rec + 1] as usize; // [el=0][rl][routing key][hl u32]...
-        seg[hl..hl + 4].copy_from_slice(&u32::MAX.to_be_bytes());
-        persistent.insert(k, seg).unwrap();
-        persistent.insert(b"short-key", b"x").unwrap();
+        db.open_tree("meta").unwrap().insert(b"q/\0broken", b"not json").unwrap();
         db.flush().unwrap();
     }
     let (store, rec) = when_unlocked(|| Store::open(dir.path(), 1 << 20));
     assert_eq!(rec.queues.len(), 1, "the unreadable queue record is skipped, the good one kept");
-    assert_eq!(rec.queues[0].1.count, 10, "counting uses segment headers; the damaged record is found on load");
-    let got = store.load(7, 1, 1000);
-    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 6, 7, 8, 9, 10], "the truncated record is skipped, never fatal");
+    assert_eq!(rec.queues[0].1.count, 9, "the damaged record fails its CRC at recovery, the ones after it are kept");
+    let seqs: Vec<u64> = load(&store, 7, 1, 1000).iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 6, 7, 8, 9, 10], "the damaged record is skipped, never fatal");
     store.close();
 }
 
@@ -153,34 +148,35 @@ fn settled_messages_stay_settled_across_a_restart() {
     let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
     let (_, state) = &rec.queues[0];
     assert_eq!((state.count, state.first_seq, state.last_seq), (6, 3, 10));
-    let seqs: Vec<u64> = store.load(7, 1, 100).iter().map(|m| m.seq).collect();
+    let seqs: Vec<u64> = load(&store, 7, 1, 100).iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [3, 4, 6, 7, 8, 9]);
     store.remove(7, &seqs);
     store.close();
     let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(rec.queues[0].1.count, 0);
     store.close();
-    let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
-    assert!(db.open_tree("persistent").unwrap().is_empty(), "a fully settled segment and its bitmap are deleted");
+    let bytes: u64 =
+        std::fs::read_dir(dir.path().join("log")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(bytes < 200, "fully settled segments are deleted; {bytes} bytes are left");
 }
 
 #[test]
-fn segments_split_on_gaps_and_loads_cross_them() {
+fn persistent_and_paged_transient_entries_load_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
     store.record(&MetaChange::AddVHost { name: "/".into() }).unwrap();
     store.record(&MetaChange::DeclareQueue(queue_meta(7))).unwrap();
-    // Persistent 1..=3, a paged transient 4, persistent 5..=6: three segments in two trees.
-    for seq in [1, 2, 3, 5, 6] {
-        store.put(7, seq, &Arc::new(message(&format!("p{seq}"))), true);
+    // Persistent 1..=3, a paged transient 4, persistent 5..=6, all in one log.
+    for seq in 1..=6 {
+        let body = if seq == 4 { "t4".to_string() } else { format!("p{seq}") };
+        store.put(7, seq, &Arc::new(message(&body)), seq != 4);
     }
-    store.put(7, 4, &Arc::new(message("t4")), false);
-    let got = store.load(7, 2, 100);
+    let got = load(&store, 7, 2, 100);
     let seen: Vec<(u64, bool)> = got.iter().map(|m| (m.seq, m.persistent)).collect();
     assert_eq!(seen, [(2, true), (3, true), (4, false), (5, true), (6, true)]);
-    assert!(store.load(7, 4, 1).iter().all(|m| m.seq == 5), "a paged message is read back only once");
+    assert!(load(&store, 7, 4, 1).iter().all(|m| m.seq == 5), "a paged message is read back only once");
     store.remove_from(7, 3);
-    assert_eq!(store.load(7, 1, 100).iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(load(&store, 7, 1, 100).iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
     store.close();
 }
 
@@ -224,6 +220,42 @@ fn a_full_writer_queue_blocks_only_the_submitter_not_the_runtime() {
     drop(release);
     rt.block_on(filling).unwrap();
     assert!(other_task_ran, "a task on the same runtime did not run while the writer queue was full");
-    assert_eq!(store.load(9, 1, 10).len(), 10, "the paged messages were written once the writer moved");
+    assert_eq!(load(&store, 9, 1, 10).len(), 10, "the paged messages were written once the writer moved");
     store.close();
+}
+
+#[test]
+fn a_sled_segment_store_is_migrated_once_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 0);
+    {
+        // What the sled segment store left: two segments of queue 7, the first with message
+        // 2 settled, and a delivered mark at 3.
+        use crate::migrate::old_format::{entry_key, segment};
+        let db = sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open().unwrap();
+        let persistent = db.open_tree("persistent").unwrap();
+        let first: Vec<Message> = (1..=3).map(|i| message(&format!("old{i}"))).collect();
+        persistent.insert(entry_key(7, 1), segment(&first)).unwrap();
+        persistent.insert([entry_key(7, 1), b"a".to_vec()].concat(), 0b010u64.to_le_bytes().to_vec()).unwrap();
+        persistent.insert(entry_key(7, 4), segment(&[message("old4")])).unwrap();
+        persistent.insert(entry_key(99, 1), segment(&[message("of a deleted queue")])).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert([b"d/".as_slice(), &7u64.to_be_bytes()].concat(), &3u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for round in 0..2 {
+        let (store, rec) = when_unlocked(|| Store::open(dir.path(), 1 << 20));
+        let (_, state) = &rec.queues[0];
+        assert_eq!((state.count, state.first_seq, state.last_seq, state.delivered_upto), (3, 1, 4, 3), "round {round}");
+        let got: Vec<(u64, String)> = load(&store, 7, 1, 10)
+            .iter()
+            .map(|m| (m.seq, String::from_utf8(m.message.body.to_vec()).unwrap()))
+            .collect();
+        assert_eq!(got, [(1, "old1".into()), (3, "old3".into()), (4, "old4".into())]);
+        store.close();
+    }
+    let db = when_unlocked(|| sled::Config::new().path(dir.path().join("sled")).flush_every_ms(None).open());
+    assert!(db.open_tree("persistent").unwrap().is_empty(), "the old tree is emptied once migrated");
 }

@@ -1,22 +1,19 @@
 //! The writer thread: applies store operations in submission order and makes each group
-//! durable with one flush (group commit), then tells whoever waits. A group's messages for a
-//! queue become one segment ([`crate::segment`]); settling them updates the segment's bitmap.
-use crate::index::{Index, SegInfo};
-use crate::segment::{self, Builder};
-use crate::spill::Spill;
-use crate::{keys, record};
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{Receiver, SyncSender};
+//! durable with one commit of the message log and, when metadata changed, one sled flush
+//! (group commit), then tells whoever waits.
+use crate::reader::ReadRequest;
+use crate::record::Entry;
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
-use warren_broker::{DurableListener, Message, StoredMessage};
+use warren_broker::{DurableListener, LoadDone, Loaded, Message};
+use warren_log::Log;
 
 /// Decides, from a metadata key, whether `MetaPurge` removes it.
 pub type KeyFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
 
 pub enum Op {
-    /// Message `seq` of a queue: persistent ones go into segments in sled, paged transient ones
-    /// into the queue's spill file.
+    /// Message `seq` of a queue: persistent ones survive restarts, paged transient ones are
+    /// dropped at the next start.
     Put {
         queue_id: u64,
         seq: u64,
@@ -31,8 +28,7 @@ pub enum Op {
         queue_id: u64,
         from: u64,
     },
-    /// Every message of the queue up to `seq` has been delivered. Only the last one per
-    /// queue in a group is written.
+    /// Every message of the queue up to `seq` has been delivered.
     Delivered {
         queue_id: u64,
         seq: u64,
@@ -55,11 +51,13 @@ pub enum Op {
         channel: u16,
         token: u64,
     },
+    /// A page-in: the writer takes the locations from the log's index and hands the read
+    /// to the reader thread, so a slow disk never holds up the group commits.
     Load {
         queue_id: u64,
         from: u64,
         max: usize,
-        reply: SyncSender<Vec<StoredMessage>>,
+        done: LoadDone,
     },
     /// Finish this group, flush, and stop.
     Shutdown,
@@ -74,50 +72,22 @@ pub struct Writer {
     pub fail_writes: Arc<std::sync::atomic::AtomicBool>,
     pub db: sled::Db,
     pub meta: sled::Tree,
-    pub persistent: sled::Tree,
-    pub index: Index,
-    /// Where spill files live (emptied at every start).
-    pub spill_dir: std::path::PathBuf,
-    pub spills: HashMap<u64, Spill>,
+    pub log: Log<Entry>,
+    pub reader: Sender<ReadRequest>,
 }
 
-/// Operations taken per group; a bigger group shares one flush among more publishes.
+/// Operations taken per group; a bigger group shares one sync among more publishes.
 const MAX_GROUP: usize = 8192;
-
-/// Message bytes after which the writer flushes even in the middle of a group.
-///
-/// sled 0.34 writes each full 512 KiB log buffer on its own thread pool (at most 128 threads).
-/// Those writes need the segment accountant's lock, which the writer can hold while it waits
-/// for a file truncation queued on the same pool: once a huge group has queued a hundred
-/// buffer writes, that wait never ends (sled issue #1412; we hit it paging 1,000 busy queues).
-/// Flushing every few MiB waits for the buffers written so far, so only a handful of
-/// writes are ever outstanding and the pool always has a thread for the truncation.
-const FLUSH_EVERY_BYTES: usize = 4 << 20;
 
 enum Waiter {
     Listener(Arc<dyn DurableListener>, u16, u64),
     Done(SyncSender<Result<(), String>>),
 }
 
-/// What a group has changed but not yet written: segments being filled, segments whose
-/// settled bitmaps changed, delivered marks.
-#[derive(Default)]
-struct Pending {
-    /// (queue id, builder); a handful at most, so a Vec beats a map.
-    builders: Vec<(u64, Builder)>,
-    touched: HashSet<(u64, u64)>,
-    delivered: HashMap<u64, u64>,
-    /// Something that must survive a restart changed, so the group needs a flush.
-    dirty: bool,
-    /// Message bytes handed to sled since the last flush.
-    unflushed: usize,
-}
-
 impl Writer {
     pub fn run(mut self, rx: Receiver<Op>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut waiters = Vec::new();
-        let mut pending = Pending::default();
         while let Ok(first) = rx.recv() {
             group.push(first);
             while group.len() < MAX_GROUP {
@@ -127,26 +97,20 @@ impl Writer {
                 }
             }
             let mut failed: Option<String> = None;
+            let mut meta_dirty = false;
             let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
-                let applied = self.apply(op, &mut waiters, &mut pending);
+                let applied = self.apply(op, &mut waiters, &mut meta_dirty);
                 note_failure(&mut failed, "store write failed", applied);
-                if pending.unflushed >= FLUSH_EVERY_BYTES {
-                    pending.unflushed = 0;
-                    let flushed = self.write_pending(&mut pending).and_then(|()| self.db.flush().map(drop));
-                    note_failure(&mut failed, "store write failed", flushed);
-                }
             }
-            pending.unflushed = 0;
-            let written = self.write_pending(&mut pending);
-            note_failure(&mut failed, "store write failed", written);
-            let dirty = std::mem::take(&mut pending.dirty);
-            if (dirty || !waiters.is_empty()) && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            if !waiters.is_empty() && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
                 failed.get_or_insert_with(|| "injected write failure".into());
             }
-            if dirty || !waiters.is_empty() {
-                let flushed = self.db.flush().map(drop);
-                note_failure(&mut failed, "store flush failed", flushed);
+            let committed = self.log.commit().map_err(|e| e.to_string());
+            note_failure(&mut failed, "message log commit failed", committed);
+            if meta_dirty {
+                let flushed = self.db.flush().map(drop).map_err(|e| e.to_string());
+                note_failure(&mut failed, "metadata flush failed", flushed);
             }
             coalesce(&mut waiters);
             for w in waiters.drain(..) {
@@ -161,91 +125,40 @@ impl Writer {
                 break;
             }
         }
+        let _ = self.log.commit();
         let _ = self.db.flush();
     }
 
-    fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, p: &mut Pending) -> sled::Result<()> {
+    fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, meta_dirty: &mut bool) -> Result<(), String> {
         match op {
-            Op::Put { queue_id, seq, message, persistent: false } => {
-                let spill = match self.spills.entry(queue_id) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(Spill::create(&self.spill_dir, queue_id)?),
-                };
-                spill.append(seq, &message)?;
-            }
-            Op::Put { queue_id, seq, message, persistent: true } => {
-                let i = match p.builders.iter().position(|(q, _)| *q == queue_id) {
-                    Some(i) if p.builders[i].1.accepts(seq, &message) => i,
-                    found => {
-                        // No segment for this queue yet, or it cannot take this message.
-                        if let Some(i) = found {
-                            let (_, full) = p.builders.swap_remove(i);
-                            self.seal(queue_id, full, p)?;
-                        }
-                        p.builders.push((queue_id, Builder::new(seq)));
-                        p.builders.len() - 1
-                    }
-                };
-                p.builders[i].1.push(&message);
-                p.unflushed += record::encoded_len(&message);
+            Op::Put { queue_id, seq, message, persistent } => {
+                self.log.put(queue_id, seq, persistent, Entry::Message(message));
             }
             Op::Remove { queue_id, seqs } => {
                 for seq in seqs {
-                    self.settle(queue_id, seq, p);
+                    self.log.settle(queue_id, seq);
                 }
             }
-            Op::RemoveFrom { queue_id, from } => {
-                // The index must see this group's segments first.
-                self.write_pending(p)?;
-                p.dirty = true;
-                for first in self.index.firsts_from(queue_id, from) {
-                    if first >= from {
-                        self.index.remove(queue_id, first);
-                        self.persistent.remove(keys::entry(queue_id, first))?;
-                        self.persistent.remove(keys::acks(queue_id, first))?;
-                    } else {
-                        let info = self.index.get_mut(queue_id, first).expect("listed by the index");
-                        for offset in (from - first) as u32..info.count {
-                            info.removed.set(offset);
-                        }
-                        p.touched.insert((queue_id, first));
-                    }
-                }
-                // Unread spilled messages are the queue's paged tail, all from `from` on.
-                if from == 0 {
-                    if let Some(spill) = self.spills.remove(&queue_id) {
-                        spill.remove();
-                    }
-                    p.delivered.remove(&queue_id);
-                    self.meta.remove(keys::delivered(queue_id))?;
-                } else if let Some(spill) = self.spills.get_mut(&queue_id) {
-                    spill.clear()?;
-                }
-                self.write_pending(p)?;
-            }
-            Op::Delivered { queue_id, seq } => {
-                let mark = p.delivered.entry(queue_id).or_default();
-                *mark = (*mark).max(seq);
-            }
+            Op::RemoveFrom { queue_id, from: 0 } => self.log.drop_queue(queue_id),
+            Op::RemoveFrom { queue_id, from } => self.log.settle_from(queue_id, from),
+            Op::Delivered { queue_id, seq } => self.log.mark(queue_id, seq),
             Op::Meta { key, value, done } => {
-                p.dirty = true;
-                match value {
-                    Some(v) => {
-                        self.meta.insert(key, v)?;
-                    }
-                    None => {
-                        self.meta.remove(key)?;
-                    }
-                }
+                *meta_dirty = true;
                 waiters.push(Waiter::Done(done));
+                match value {
+                    Some(v) => self.meta.insert(key, v).map(drop),
+                    None => self.meta.remove(key).map(drop),
+                }
+                .map_err(|e| e.to_string())?;
             }
             Op::MetaPurge { prefix, pred, done } => {
-                p.dirty = true;
-                let ks: Vec<sled::IVec> = self.meta.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
-                for k in ks.into_iter().filter(|k| pred(k)) {
-                    self.meta.remove(k)?;
-                }
+                *meta_dirty = true;
                 waiters.push(Waiter::Done(done));
+                let ks: Vec<sled::IVec> =
+                    self.meta.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+                for k in ks.into_iter().filter(|k| pred(k)) {
+                    self.meta.remove(k).map_err(|e| e.to_string())?;
+                }
             }
             Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
             Op::Shutdown => {}
@@ -253,148 +166,30 @@ impl Writer {
                 self.fail_writes.store(on, std::sync::atomic::Ordering::SeqCst);
                 let _ = done.send(());
             }
-            Op::Load { queue_id, from, max, reply } => {
-                self.write_pending(p)?;
-                let loaded = self.load(queue_id, from, max);
-                if let Err(e) = &loaded {
-                    tracing::error!(queue_id, error = %e, "reading paged messages back failed");
-                }
-                let _ = reply.send(loaded.unwrap_or_default());
-            }
-        }
-        Ok(())
-    }
-
-    /// Marks message `seq` settled, in the segment being built or in the index.
-    fn settle(&mut self, queue_id: u64, seq: u64, p: &mut Pending) {
-        if let Some((_, b)) = p.builders.iter_mut().find(|(q, b)| *q == queue_id && b.contains(seq)) {
-            // Settled before it was ever written: with luck the whole segment never is.
-            let offset = (seq - b.first) as u32;
-            b.removed.set(offset);
-        } else if let Some((first, info)) = self.index.find_mut(queue_id, seq) {
-            if info.removed.set((seq - first) as u32) {
-                p.touched.insert((queue_id, first));
-            }
-        }
-    }
-
-    /// Writes a finished segment (unless every message in it is already settled) and
-    /// indexes it.
-    fn seal(&mut self, queue_id: u64, b: Builder, p: &mut Pending) -> sled::Result<()> {
-        let (first, count, removed, value) = b.finish();
-        if removed.count() == count {
-            return Ok(());
-        }
-        p.dirty = true;
-        self.persistent.insert(keys::entry(queue_id, first), value)?;
-        if removed.count() > 0 {
-            self.persistent.insert(keys::acks(queue_id, first), removed.to_bytes())?;
-        }
-        self.index.insert(queue_id, first, SegInfo { count, removed });
-        Ok(())
-    }
-
-    /// Writes what the group has pending: finished segments, settled bitmaps (or the
-    /// deletion of segments with nothing left), delivered marks.
-    fn write_pending(&mut self, p: &mut Pending) -> sled::Result<()> {
-        for (queue_id, b) in std::mem::take(&mut p.builders) {
-            self.seal(queue_id, b, p)?;
-        }
-        let mut batch = sled::Batch::default();
-        for (queue_id, first) in p.touched.drain() {
-            let Some(info) = self.index.get(queue_id, first) else { continue };
-            p.dirty = true;
-            if info.live() == 0 {
-                self.index.remove(queue_id, first);
-                batch.remove(&keys::entry(queue_id, first));
-                batch.remove(&keys::acks(queue_id, first));
-            } else {
-                batch.insert(&keys::acks(queue_id, first), info.removed.to_bytes());
-            }
-        }
-        self.persistent.apply_batch(batch)?;
-        for (queue_id, seq) in p.delivered.drain() {
-            p.dirty = true;
-            self.meta.insert(keys::delivered(queue_id), &seq.to_be_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// Up to `max` unsettled messages of the queue from `from` on, in sequence order: its
-    /// persistent segments and its spill file merged. Spilled messages are consumed as they
-    /// are read (from then on they live in memory only). A record that does not decode is
-    /// logged and skipped, never fatal.
-    fn load(&mut self, queue_id: u64, from: u64, max: usize) -> std::io::Result<Vec<StoredMessage>> {
-        let stored = self.load_persistent(queue_id, from, max);
-        let spilled = match self.spills.get_mut(&queue_id) {
-            Some(s) => s.peek(from, max)?,
-            None => Vec::new(),
-        };
-        let mut out = Vec::with_capacity(max.min(stored.len() + spilled.len()));
-        let (mut a, mut b) = (stored.into_iter().peekable(), spilled.into_iter().peekable());
-        let mut consumed_to = None;
-        while out.len() < max {
-            let take_stored = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => x.seq < y.0,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if take_stored {
-                out.extend(a.next());
-            } else if let Some((seq, m, end)) = b.next() {
-                consumed_to = Some(end);
-                out.push(StoredMessage { seq, message: Arc::new(m), persistent: false });
-            }
-        }
-        if let (Some(end), Some(spill)) = (consumed_to, self.spills.get_mut(&queue_id)) {
-            spill.consume_to(end)?;
-        }
-        Ok(out)
-    }
-
-    fn load_persistent(&mut self, queue_id: u64, from: u64, max: usize) -> Vec<StoredMessage> {
-        let mut out = Vec::new();
-        for first in self.index.firsts_from(queue_id, from) {
-            if out.len() >= max {
-                break;
-            }
-            let value = match self.persistent.get(keys::entry(queue_id, first)) {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    tracing::error!(queue_id, first, "indexed segment missing from the store");
-                    continue;
+            Op::Load { queue_id, from, max, done } => match self.log.take(queue_id, from, max) {
+                Ok(job) => {
+                    if let Err(back) = self.reader.send(ReadRequest { job, done }) {
+                        // The reader only stops with the process; answer rather than drop.
+                        (back.0.done)(Loaded { next_from: from, ..Loaded::default() });
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(queue_id, first, error = %e, "segment read failed");
-                    continue;
+                    tracing::error!(queue_id, error = %e, "page-in failed: the log could not be written first");
+                    done(Loaded { next_from: from, ..Loaded::default() });
+                    return Err(e.to_string());
                 }
-            };
-            let info = self.index.get(queue_id, first).expect("listed by the index");
-            for (offset, rec) in segment::records(&value).enumerate() {
-                let (offset, seq) = (offset as u32, first + offset as u64);
-                if seq < from || info.removed.get(offset) {
-                    continue;
-                }
-                if out.len() >= max {
-                    break;
-                }
-                match record::decode(rec) {
-                    Some(m) => out.push(StoredMessage { seq, message: Arc::new(m), persistent: true }),
-                    None => tracing::error!(queue_id, seq, "corrupt message record skipped"),
-                }
-            }
+            },
         }
-        out
+        Ok(())
     }
 }
 
 /// Logs a failed step of a group and keeps the first failure, which every waiter of the group
 /// is then told about.
-fn note_failure(failed: &mut Option<String>, what: &str, result: sled::Result<()>) {
+fn note_failure(failed: &mut Option<String>, what: &str, result: Result<(), String>) {
     if let Err(e) = result {
         tracing::error!(error = %e, "{what}");
-        failed.get_or_insert(e.to_string());
+        failed.get_or_insert(e);
     }
 }
 

@@ -14,9 +14,9 @@ pub use memory::MemoryBudget;
 
 use crate::error::BrokerError;
 use crate::message::Message;
-use crate::store::MessageStore;
+use crate::store::{Loaded, MessageStore};
 use amq_protocol::types::FieldTable;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use ready::Ready;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -100,6 +100,11 @@ struct State {
     delivered_dirty: bool,
     /// Recovered messages up to this seq come back marked redelivered.
     recovered_delivered: u64,
+    /// A page-in is in flight (at most one per queue).
+    loading: bool,
+    /// Bumped when the paged tail is dropped (purge, delete), so that a page-in that was in
+    /// flight then is discarded when it lands.
+    load_gen: u64,
 }
 
 /// Under broker-wide memory pressure, a queue with consumers and more than this many bytes
@@ -110,6 +115,10 @@ const GLOBAL_GATE_MIN_BYTES: usize = 64 << 10;
 /// Messages loaded from the store per read when the in-memory part runs low.
 const PAGE_IN_BATCH: usize = 2048;
 
+/// How long basic.get waits for a page-in before answering get-empty (a store that cannot
+/// read must not hang the channel).
+const GET_PAGE_IN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A queue on this node. Reached through a [`QueueHandle`].
 pub struct Queue {
     pub meta: QueueMeta,
@@ -117,6 +126,8 @@ pub struct Queue {
     storage: QueueStorage,
     flow_blocked: AtomicBool,
     flow_released: tokio::sync::Notify,
+    /// Signalled when a page-in lands, for basic.get waiting on one.
+    paged_in: Condvar,
     deleted: AtomicBool,
     /// Lets dispatch hand out handles to this queue without the caller passing one in.
     me: Weak<Queue>,
@@ -127,10 +138,14 @@ impl Queue {
         let mut ready = Ready::default();
         let mut next_seq = 1;
         let mut recovered_delivered = 0;
-        if let Some(r) = recovered.filter(|r| r.count > 0) {
-            ready.disk_count = r.count;
-            ready.disk_from = r.first_seq;
-            next_seq = r.last_seq + 1;
+        if let Some(r) = recovered {
+            if r.count > 0 {
+                ready.disk_count = r.count;
+                ready.disk_from = r.first_seq;
+            }
+            // Past every seq the store has seen, settled or not, so that no new message
+            // shares a number with an old record or falls under the recovered delivered mark.
+            next_seq = r.last_seq.max(r.delivered_upto) + 1;
             recovered_delivered = r.delivered_upto;
         }
         QueueHandle::new(Arc::new_cyclic(|me| Queue {
@@ -147,10 +162,13 @@ impl Queue {
                 delivered_upto: recovered_delivered,
                 delivered_dirty: false,
                 recovered_delivered,
+                loading: false,
+                load_gen: 0,
             }),
             storage,
             flow_blocked: AtomicBool::new(false),
             flow_released: tokio::sync::Notify::new(),
+            paged_in: Condvar::new(),
             deleted: AtomicBool::new(false),
         }))
     }
@@ -249,9 +267,23 @@ impl Queue {
         CancelOutcome::Removed
     }
 
-    /// basic.get: the next ready message, and how many remain after it.
+    /// basic.get: the next ready message, and how many remain after it. When everything
+    /// ready is paged out, waits for the page-in (the wait releases the queue lock), since
+    /// get-empty would be a lie.
     pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
+        if st.ready.in_memory() == 0 && st.ready.disk_count > 0 {
+            self.start_page_in(&mut st);
+            st = crate::blocking::off_worker(|| {
+                let deadline = std::time::Instant::now() + GET_PAGE_IN_WAIT;
+                while st.ready.in_memory() == 0 && st.loading && !st.deleted {
+                    if self.paged_in.wait_until(&mut st, deadline).timed_out() {
+                        break;
+                    }
+                }
+                st
+            });
+        }
         let m = self.take_front(&mut st)?;
         if no_ack {
             self.forget(&[&m]);
@@ -366,6 +398,9 @@ impl Queue {
 
     /// Drops all ready messages, with their store entries.
     fn drop_ready(&self, st: &mut State) {
+        st.load_gen += 1;
+        st.loading = false;
+        self.paged_in.notify_all();
         let disk_from = st.ready.disk_from;
         let had_disk = st.ready.disk_count > 0;
         let dropped = st.ready.clear();
@@ -404,31 +439,58 @@ impl Queue {
         }
     }
 
-    /// The next ready message, paging in from the store when memory runs low (before it
-    /// runs dry, so a consumer that caught up rarely waits on a read).
+    /// The next ready message in memory. Starts a page-in when memory runs low (before it
+    /// runs dry, so a consumer that caught up rarely waits on a read); when nothing is in
+    /// memory, returns None and the page-in's arrival dispatches again.
     fn take_front(&self, st: &mut State) -> Option<QueuedMessage> {
         if st.ready.in_memory() <= PAGE_IN_BATCH / 4 && st.ready.disk_count > 0 {
-            self.page_in(st);
+            self.start_page_in(st);
         }
         let m = st.ready.pop_front()?;
         self.storage.budget.sub(m.message.memory_size());
         Some(m)
     }
 
-    fn page_in(&self, st: &mut State) {
+    /// Asks the store for the next batch of the paged tail; [`Queue::paged_in`] receives it.
+    fn start_page_in(&self, st: &mut State) {
         let Some(store) = &self.storage.store else { return };
+        if st.loading || st.ready.disk_count == 0 {
+            return;
+        }
+        st.loading = true;
+        let (me, generation) = (self.me.clone(), st.load_gen);
         let want = PAGE_IN_BATCH.min(st.ready.disk_count);
-        let loaded = store.load(self.meta.id, st.ready.disk_from, want);
-        if loaded.is_empty() {
+        store.load(
+            self.meta.id,
+            st.ready.disk_from,
+            want,
+            Box::new(move |loaded| {
+                if let Some(q) = me.upgrade() {
+                    q.land_page_in(generation, loaded);
+                }
+            }),
+        );
+    }
+
+    /// A page-in arrived (on the store's reader thread): append it and dispatch.
+    fn land_page_in(&self, generation: u64, loaded: Loaded) {
+        let mut st = self.state.lock();
+        if generation != st.load_gen || st.deleted {
+            // The paged tail was purged while this was read: its entries are gone already.
+            return;
+        }
+        st.loading = false;
+        self.paged_in.notify_all();
+        if loaded.covered == 0 {
             // The store lost the tail (write failure, corruption): do not spin on it.
             tracing::error!(queue = %self.meta.name, missing = st.ready.disk_count, "paged messages not found in the store");
             st.ready.disk_count = 0;
+            self.update_flow(&st);
             return;
         }
-        let n = loaded.len();
-        let next = loaded.last().map_or(st.ready.disk_from, |m| m.seq + 1);
         let recovered = st.recovered_delivered;
         let items: Vec<QueuedMessage> = loaded
+            .messages
             .into_iter()
             .map(|m| QueuedMessage {
                 seq: m.seq,
@@ -439,7 +501,9 @@ impl Queue {
             .collect();
         let bytes: usize = items.iter().map(|m| m.message.memory_size()).sum();
         self.storage.budget.add(bytes);
-        st.ready.extend_loaded(items, next, n);
+        let covered = loaded.covered.min(st.ready.disk_count);
+        st.ready.extend_loaded(items, loaded.next_from, covered);
+        self.dispatch(&mut st);
     }
 
     /// Hands ready messages to consumers round-robin while any has credit.

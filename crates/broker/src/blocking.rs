@@ -1,4 +1,4 @@
-//! Waiting for the writer thread without stalling the async runtime.
+//! Waiting for another thread (the store's writer, a page-in) without stalling the async runtime.
 //!
 //! Submitting to the writer blocks when its queue is full (that is the back-pressure on
 //! publishers), and metadata writes and page-ins block until the writer replies. These calls

@@ -75,6 +75,11 @@ pub struct Log<P> {
     pub(crate) doomed: Vec<u32>,
     /// A write failed: the active segment's tail is suspect, so the next write starts a new one.
     broken: bool,
+    /// Records encoded into `buf` and indexed, not yet written: if the write fails they are
+    /// taken out of the index again, since they are not on disk.
+    unflushed: Vec<(u64, u64)>,
+    /// The id the next segment gets (past every file found at open, readable or not).
+    pub(crate) next_id: u32,
 }
 
 impl<P: Payload> Log<P> {
@@ -93,6 +98,8 @@ impl<P: Payload> Log<P> {
             needs_sync: false,
             doomed: Vec::new(),
             broken: false,
+            unflushed: Vec::new(),
+            next_id: 1,
         }
     }
 
@@ -197,6 +204,11 @@ impl<P: Payload> Log<P> {
         if r.is_err() {
             self.broken = true;
             self.buf.clear();
+            for (queue, seq) in std::mem::take(&mut self.unflushed) {
+                if let Some(loc) = self.queues.get_mut(&queue).and_then(|q| q.settle(seq)) {
+                    self.release(loc);
+                }
+            }
         }
         r
     }
@@ -219,6 +231,7 @@ impl<P: Payload> Log<P> {
             seg.live += 1;
             let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
             self.queues.entry(p.queue).or_default().push(loc);
+            self.unflushed.push((p.queue, p.seq));
             self.needs_sync |= p.persistent;
         }
         for (queue, seq) in std::mem::take(&mut self.dirty_marks) {
@@ -260,6 +273,7 @@ impl<P: Payload> Log<P> {
             self.written.push(seg.id);
         }
         self.buf.clear();
+        self.unflushed.clear();
         if self.buf.capacity() > 4 * BUF_FLUSH {
             self.buf = Vec::new();
         }
@@ -270,7 +284,7 @@ impl<P: Payload> Log<P> {
     /// delivered mark, so that older segments never hold the only copy of a mark.
     pub(crate) fn roll(&mut self) -> io::Result<()> {
         debug_assert!(self.buf.is_empty());
-        let next = self.segs.keys().next_back().map_or(1, |id| id + 1);
+        let next = self.next_id;
         if let Some(old) = self.segs.get_mut(&self.active) {
             if let Err(e) = old.seal(&self.dir) {
                 tracing::warn!(segment = old.id, error = %e, "could not write a segment summary");
@@ -280,6 +294,7 @@ impl<P: Payload> Log<P> {
             }
         }
         let seg = Segment::create(&self.dir, next)?;
+        self.next_id = next + 1;
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.segs.insert(next, seg);
         self.active = next;
@@ -292,58 +307,72 @@ impl<P: Payload> Log<P> {
         Ok(())
     }
 
-    /// Makes everything written durable: data first, then settlements, so that a message
-    /// moved between queues (written to one, settled in the other in the same group) can
-    /// be duplicated by a crash but never lost. Then removes segments with nothing live.
+    /// Makes everything written durable: data first, then settlements, so that a crash
+    /// can lose a settlement (a redelivery) but never leave one without the data it refers to.
+    ///
+    /// Segments with nothing live are deleted once the data is synced, before the other
+    /// settlements are written: their own settlements need not be, the records are gone. So a
+    /// full disk, on which even settlement entries cannot be appended, still gets space back
+    /// as consumers drain it.
     pub fn sync(&mut self) -> io::Result<()> {
-        let synced = self.sync_inner();
-        if synced.is_ok() {
-            // Only once the settlements that justify deleting them are durable.
-            for id in std::mem::take(&mut self.doomed) {
-                if id != self.active {
-                    if let Some(seg) = self.segs.remove(&id) {
-                        seg.delete(&self.dir);
+        let durable = std::mem::take(&mut self.needs_sync);
+        if durable {
+            for id in std::mem::take(&mut self.written) {
+                if let Some(seg) = self.segs.get(&id) {
+                    if let Err(e) = seg.file.sync_data() {
+                        // After a failed fsync the kernel may have dropped the dirty pages, and a
+                        // retry can report success for data that is gone: never trust this
+                        // segment's tail again, start a new one.
+                        self.needs_sync = true;
+                        self.broken = true;
+                        return Err(e);
                     }
                 }
             }
         }
-        synced
-    }
-
-    fn sync_inner(&mut self) -> io::Result<()> {
-        if !std::mem::take(&mut self.needs_sync) {
-            self.written.clear();
+        self.written.clear();
+        for id in std::mem::take(&mut self.doomed) {
+            if id != self.active {
+                if let Some(seg) = self.segs.remove(&id) {
+                    seg.delete(&self.dir);
+                }
+            }
+        }
+        if !durable {
             return Ok(());
         }
-        for id in std::mem::take(&mut self.written) {
-            if let Some(seg) = self.segs.get(&id) {
-                seg.file.sync_data()?;
-            }
-        }
-        let doomed = &self.doomed;
         for seg in self.segs.values_mut() {
-            if doomed.contains(&seg.id) {
-                seg.ack_buf.clear();
-                continue;
-            }
-            if seg.write_acks(&self.dir)? {
-                seg.acks.as_ref().expect("written above").sync_data()?;
+            let synced = seg.write_acks(&self.dir).and_then(|wrote| match (wrote, &seg.acks) {
+                (true, Some(f)) => f.sync_data(),
+                _ => Ok(()),
+            });
+            if let Err(e) = synced {
+                // Kept in `ack_buf` for the next commit to retry.
+                self.needs_sync = true;
+                return Err(e);
             }
         }
         Ok(())
     }
 
-    /// `write` then `sync`: one group commit.
+    /// `write` then `sync`: one group commit. The sync runs even when the write failed: what
+    /// was written before is still made durable, and settled segments are still deleted, so
+    /// a full disk gets space back as queues drain although new records cannot be written.
+    /// (That is safe because no settlement waits on a put of its own group: a message moved
+    /// between queues is settled in its old queue only once its new record is durable.)
     pub fn commit(&mut self) -> io::Result<()> {
-        self.write()?;
-        self.sync()
+        let written = self.write();
+        let synced = self.sync();
+        written.and(synced)
     }
 
     /// Takes up to `max` live messages of `queue` from `from` on, to be read by the caller's
-    /// reader thread. Writes what is queued first, so the job sees every earlier put.
+    /// reader thread. Writes what is queued first, so the job sees every earlier put; if that
+    /// write fails, the job still covers what is on disk, and the error is returned beside it
+    /// (a full disk must not stop a queue from draining).
     /// Transient messages are settled now: once read back they live in memory only.
-    pub fn take(&mut self, queue: u64, from: u64, max: usize) -> io::Result<ReadJob> {
-        self.write()?;
+    pub fn take(&mut self, queue: u64, from: u64, max: usize) -> (ReadJob, io::Result<()>) {
+        let written = self.write();
         let locs: Vec<Loc> = self.queues.get(&queue).map(|q| q.live_from(from, max).collect()).unwrap_or_default();
         let next_from = locs.last().map_or(from, |l| l.seq + 1);
         let mut items = Vec::with_capacity(locs.len());
@@ -356,7 +385,7 @@ impl<P: Payload> Log<P> {
                 }
             }
         }
-        Ok(ReadJob { queue, items, covered: locs.len(), next_from })
+        (ReadJob { queue, items, covered: locs.len(), next_from }, written)
     }
 
     /// What the log holds for `queue`.

@@ -28,9 +28,16 @@ impl<P: Payload> Log<P> {
         ids.sort_unstable();
         let mut log = Log::empty(dir.into(), opts);
         let last = ids.last().copied();
+        log.next_id = last.map_or(1, |id| id + 1);
         let mut orphans = 0usize;
         for id in ids {
-            orphans += log.load_segment(id, Some(id) == last, known)?;
+            match log.load_segment(id, Some(id) == last, known) {
+                Ok(n) => orphans += n,
+                // Serve what can be read: the file stays, untouched, for an operator to look at.
+                Err(e) => {
+                    tracing::error!(segment = id, error = %e, "log segment unreadable: its messages are not recovered")
+                }
+            }
         }
         let mut dups = Vec::new();
         for q in log.queues.values_mut() {

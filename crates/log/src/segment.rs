@@ -80,7 +80,11 @@ impl Segment {
         }
         use std::io::Write;
         let f = self.acks.as_mut().expect("opened above");
-        f.write_all(&self.ack_buf)?;
+        if let Err(e) = f.write_all(&self.ack_buf) {
+            // Part of the buffer may be in the file; rewriting all of it on retry only repeats
+            // entries, and settling an offset twice is harmless. A torn entry is cut at open.
+            return Err(e);
+        }
         self.ack_buf.clear();
         Ok(true)
     }

@@ -27,7 +27,8 @@ fn all(_: u64) -> bool {
 
 /// Everything live in `queue`, read back through a page-in job.
 fn read_all(log: &mut Log<Body>, queue: u64) -> Vec<(u64, String)> {
-    let job = log.take(queue, 0, usize::MAX).unwrap();
+    let (job, written) = log.take(queue, 0, usize::MAX);
+    written.unwrap();
     job.run().into_iter().map(|r| (r.seq, String::from_utf8(r.payload.to_vec()).unwrap())).collect()
 }
 
@@ -158,7 +159,8 @@ fn transient_pages_are_consumed_when_read_and_purges_settle_the_tail() {
     for seq in 1..=10 {
         log.put(3, seq, seq % 2 == 0, body(3, seq));
     }
-    let job = log.take(3, 0, 4).unwrap();
+    let (job, written) = log.take(3, 0, 4);
+    written.unwrap();
     assert_eq!((job.covered, job.next_from), (4, 5));
     let got: Vec<(u64, bool)> = job.run().iter().map(|r| (r.seq, r.persistent)).collect();
     assert_eq!(got, [(1, false), (2, true), (3, false), (4, true)]);
@@ -202,4 +204,41 @@ fn a_record_larger_than_a_segment_gets_one_of_its_own() {
     let got = read_all(&mut log, 1);
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].1.len(), 10_000);
+}
+
+#[test]
+fn a_failed_write_unindexes_its_records_and_the_next_write_starts_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 1 << 20, &all);
+    log.put(1, 1, true, body(1, 1));
+    log.commit().unwrap();
+    // Swap the active segment's file for a read-only handle: every write to it now fails.
+    let active = log.active;
+    let path = log.path_of_segment(active);
+    let seg = log.segs.get_mut(&active).unwrap();
+    seg.file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+    log.put(1, 2, true, body(1, 2));
+    assert!(log.commit().is_err(), "the write must fail");
+    assert_eq!(log.summary(1).unwrap().live, 1, "a record that was not written is not in the index");
+    log.put(1, 3, true, body(1, 3));
+    log.commit().unwrap();
+    assert_ne!(log.active, active, "the segment with the suspect tail takes no more records");
+    drop(log);
+    let mut log = open(dir.path(), 1 << 20, &all);
+    let seqs: Vec<u64> = read_all(&mut log, 1).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(seqs, [1, 3]);
+}
+
+#[test]
+fn an_unreadable_segment_is_skipped_and_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 1 << 20, &all);
+    log.put(1, 1, true, body(1, 1));
+    log.commit().unwrap();
+    drop(log);
+    // A directory where a later segment's file would be: unreadable as a segment.
+    std::fs::create_dir(crate::segment::data_path(dir.path(), 9)).unwrap();
+    let mut log = open(dir.path(), 1 << 20, &all);
+    assert!(log.active > 9, "new segments are numbered past every file found");
+    assert_eq!(read_all(&mut log, 1).len(), 1);
 }

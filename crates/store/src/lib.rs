@@ -69,9 +69,17 @@ impl Store {
         log_options: warren_log::Options,
     ) -> Result<(Arc<Store>, warren_broker::Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
-        // Fail early and clearly on a read-only or full directory, before sled does obscurely.
+        // Fail early and clearly on a read-only directory, before sled does obscurely. A full
+        // disk is no reason not to start: what is stored can still be served, and the disk
+        // alarm holds publishers back until there is room.
         let probe = dir.join(".warren-write-probe");
-        std::fs::write(&probe, b"ok").map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+        match std::fs::write(&probe, b"ok") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::warn!(dir = %dir.display(), "data directory is full");
+            }
+            Err(source) => return Err(StoreError::Dir { path: dir.into(), source }),
+        }
         let _ = std::fs::remove_file(&probe);
         let open = |e| StoreError::Open { path: dir.into(), source: e };
         let db = sled::Config::new()

@@ -166,19 +166,14 @@ impl Writer {
                 self.fail_writes.store(on, std::sync::atomic::Ordering::SeqCst);
                 let _ = done.send(());
             }
-            Op::Load { queue_id, from, max, done } => match self.log.take(queue_id, from, max) {
-                Ok(job) => {
-                    if let Err(back) = self.reader.send(ReadRequest { job, done }) {
-                        // The reader only stops with the process; answer rather than drop.
-                        (back.0.done)(Loaded { next_from: from, ..Loaded::default() });
-                    }
+            Op::Load { queue_id, from, max, done } => {
+                let (job, written) = self.log.take(queue_id, from, max);
+                if let Err(back) = self.reader.send(ReadRequest { job, done }) {
+                    // The reader only stops with the process; answer rather than drop.
+                    (back.0.done)(Loaded { next_from: from, ..Loaded::default() });
                 }
-                Err(e) => {
-                    tracing::error!(queue_id, error = %e, "page-in failed: the log could not be written first");
-                    done(Loaded { next_from: from, ..Loaded::default() });
-                    return Err(e.to_string());
-                }
-            },
+                written.map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }

@@ -80,11 +80,9 @@ impl Segment {
         }
         use std::io::Write;
         let f = self.acks.as_mut().expect("opened above");
-        if let Err(e) = f.write_all(&self.ack_buf) {
-            // Part of the buffer may be in the file; rewriting all of it on retry only repeats
-            // entries, and settling an offset twice is harmless. A torn entry is cut at open.
-            return Err(e);
-        }
+        // On failure part of the buffer may be in the file; the retry rewrites all of it, which
+        // only repeats entries (settling an offset twice is harmless; a torn one is cut at open).
+        f.write_all(&self.ack_buf)?;
         self.ack_buf.clear();
         Ok(true)
     }

@@ -1,6 +1,7 @@
 //! warren-perf: drives any AMQP 0-9-1 broker with N publishers and consumers and reports
 //! throughput and publish-to-deliver latency, like RabbitMQ's PerfTest.
 mod conn;
+mod declare;
 mod error;
 mod frames;
 mod roles;
@@ -66,7 +67,13 @@ pub struct Args {
     /// Only open this many idle connections (each with a channel), hold them for --time, close.
     #[arg(long, value_name = "N")]
     pub connections: Option<usize>,
-    /// With --connections: the broker's pid, to report its memory per connection (Linux).
+    /// Only declare the --queues queues (durable with --durable) from --producers connections
+    /// at once, report declares per second and, with --broker-pid, the broker's memory per
+    /// queue; hold them for --time (at most 30 s), then delete them.
+    #[arg(long)]
+    pub declare_only: bool,
+    /// With --connections or --declare-only: the broker's pid, to report its memory per
+    /// connection or queue (Linux).
     #[arg(long)]
     pub broker_pid: Option<u32>,
     /// No progress lines.

@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 pub struct ProducerSpec {
     /// "" = the default exchange, which routes by queue name.
     pub exchange: String,
-    /// The routing key: the queue's name, which is also its binding key on `exchange`.
-    pub queue: String,
+    /// The routing keys, used in turn: the queues' names, which are also their binding keys on
+    /// `exchange`. One producer can feed many queues (10,000 queues from 100 connections).
+    pub queues: Vec<String>,
     pub size: usize,
     pub persistent: bool,
     /// Unconfirmed messages allowed in flight; 0 = no confirms.
@@ -41,14 +42,19 @@ pub async fn producer(
     if spec.confirm > 0 {
         c.confirm_select().await?;
     }
-    let tpl = PublishTemplate::new(&spec.exchange, &spec.queue, spec.size, spec.persistent, c.frame_max);
+    let tpls: Vec<PublishTemplate> = spec
+        .queues
+        .iter()
+        .map(|q| PublishTemplate::new(&spec.exchange, q, spec.size, spec.persistent, c.frame_max))
+        .collect();
+    let mut next_tpl = 0usize;
     let Conn { reader, mut writer, .. } = c;
     let settled = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());
     let mut listen = tokio::spawn(confirms(reader, stats.clone(), settled.clone(), progress.clone()));
     let start = Instant::now();
     let mut published = 0u64;
-    let mut buf = BytesMut::with_capacity(tpl.bytes.len() * BATCH as usize);
+    let mut buf = BytesMut::with_capacity(tpls[0].bytes.len() * BATCH as usize);
     // Set when a write could not be finished after a stop: the broker then holds half a
     // frame, so the connection can only be dropped, not closed politely.
     let mut torn = false;
@@ -91,7 +97,8 @@ pub async fn producer(
             buf.clear();
             let now = now_ns();
             for _ in 0..n {
-                tpl.append(&mut buf, now);
+                tpls[next_tpl].append(&mut buf, now);
+                next_tpl = (next_tpl + 1) % tpls.len();
             }
             // Awaiting the write is the back-pressure: a broker that stops reading stops us.
             let write = writer.write_all(&buf);
@@ -179,7 +186,8 @@ async fn read_confirms(mut r: Reader, stats: &Stats, settled: &AtomicU64, progre
 }
 
 pub struct ConsumerSpec {
-    pub queue: String,
+    /// Consumed on one channel (one basic.consume each), so one connection can drain many.
+    pub queues: Vec<String>,
     pub prefetch: u16,
     pub autoack: bool,
     /// Ack (multiple) every this many deliveries; see [`ack_every`].
@@ -206,7 +214,9 @@ pub async fn consumer(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PerfError> {
     let mut c = Conn::open(&uri).await?;
-    c.consume(&spec.queue, spec.prefetch, spec.autoack).await?;
+    for q in &spec.queues {
+        c.consume(q, spec.prefetch, spec.autoack).await?;
+    }
     let mut local = histogram();
     let mut last_merge = Instant::now();
     let (mut unacked, mut last_tag, mut want_body) = (0u64, 0u64, false);

@@ -21,6 +21,9 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     if let Some(n) = args.connections {
         return connections(&uri, n, &args).await;
     }
+    if args.declare_only {
+        return crate::declare::run(&uri, &args).await;
+    }
     let mut admin = Conn::open(&uri).await?;
     let generated = args.queue.is_none();
     let base = args.queue.clone().unwrap_or_else(generated_queue_name);
@@ -45,7 +48,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     let drain_start = Instant::now();
     for i in 0..args.consumers {
         let spec = ConsumerSpec {
-            queue: queues[i % queues.len()].clone(),
+            queues: share(&queues, i, args.consumers),
             prefetch: args.prefetch,
             autoack: args.autoack,
             ack_every: ack_every(args.multi_ack, args.prefetch),
@@ -59,7 +62,7 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
     for i in 0..producers {
         let spec = ProducerSpec {
             exchange: args.exchange.clone(),
-            queue: queues[i % queues.len()].clone(),
+            queues: share(&queues, i, producers),
             size: args.size,
             persistent: args.persistent,
             confirm: args.confirm,
@@ -192,15 +195,25 @@ async fn connections(uri: &AmqpUri, n: usize, args: &Args) -> Result<(), PerfErr
     Ok(())
 }
 
+/// The queues role `i` of `n` works on: every n-th one from the i-th when there are at least
+/// as many queues as roles (100 producers feeding 10,000 queues), else the one it falls on.
+fn share(queues: &[String], i: usize, n: usize) -> Vec<String> {
+    if queues.len() >= n {
+        queues.iter().skip(i).step_by(n).cloned().collect()
+    } else {
+        vec![queues[i % queues.len()].clone()]
+    }
+}
+
 /// `warren-perf-` and 8 hex digits. RandomState is seeded at random per process, which keeps
 /// concurrent runs (from one host or several) apart without a dependency on a random crate.
-fn generated_queue_name() -> String {
+pub(crate) fn generated_queue_name() -> String {
     use std::hash::{BuildHasher, Hasher};
     let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
     format!("warren-perf-{:08x}", r as u32)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
@@ -210,6 +223,15 @@ fn rss_kib(pid: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_share_the_queues_between_them() {
+        let qs: Vec<String> = (0..10).map(|i| format!("q{i}")).collect();
+        assert_eq!(share(&qs, 1, 4), ["q1", "q5", "q9"]);
+        let all: usize = (0..4).map(|i| share(&qs, i, 4).len()).sum();
+        assert_eq!(all, 10, "every queue has exactly one role");
+        assert_eq!(share(&qs[..2], 3, 4), ["q1"], "more roles than queues: several per queue");
+    }
 
     #[test]
     fn generated_queue_names_are_prefixed_and_differ() {

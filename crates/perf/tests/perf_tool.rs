@@ -197,3 +197,30 @@ fn latency_floor_forwards_every_publish_to_the_consumer() {
     assert_eq!(n(&f, "consumed"), 2000);
     assert!(n(&f, "max_us") > 0, "latency was measured: {f:?}");
 }
+
+#[test]
+fn few_producers_feed_many_queues_and_few_consumers_drain_them() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(
+        &b.uri(),
+        &["--queues", "40", "--producers", "3", "--consumers", "2", "--count", "400", "--confirm", "50", "--quiet"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "published"), 1200);
+    assert_eq!(n(&f, "consumed"), 1200, "every queue had a consumer: {f:?}");
+}
+
+#[test]
+fn declare_only_declares_holds_and_deletes_the_queues() {
+    let b = warren_it::start();
+    let (ok, f, err) = perf(
+        &b.uri(),
+        &["--declare-only", "--queues", "300", "--producers", "4", "--durable", "--queue", "decl", "--time", "0"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(n(&f, "queues"), 300);
+    assert!(n(&f, "declare_rate") > 0 && n(&f, "delete_rate") > 0, "{f:?}");
+    // They are gone again: a passive declare of one is refused.
+    let (ok, _, err) = perf(&b.uri(), &["--drain", "--queue", "decl-7", "--quiet"]);
+    assert!(!ok && err.contains("404"), "decl-7 should not exist any more: {err}");
+}

@@ -46,7 +46,7 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest frame the server accepts, bytes, proposed in connection.tune.
     pub frame_max: u32,
-    /// Highest channel number the server allows, proposed in connection.tune.
+    /// Channels a connection may have open at once, proposed in connection.tune.
     pub channel_max: u16,
     /// Largest message body accepted, bytes (RabbitMQ's `max_message_size`).
     pub max_message_size: u64,

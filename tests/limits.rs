@@ -98,9 +98,10 @@ async fn try_open(addr: &str) -> Result<Raw, Close> {
     }
 }
 
-/// RabbitMQ checks connection_max when the client sends connection.open and refuses it with
-/// connection.close 530 naming connection.open; the connections it already has are unaffected,
-/// and once one of them ends a new one is accepted.
+/// RabbitMQ (after 3.10, whose limit was ranch's soft, silent one) checks connection_max when
+/// the client sends connection.open and refuses it with connection.close 530 naming
+/// connection.open; the connections it already has are unaffected, and once one of them ends a
+/// new one is accepted.
 #[tokio::test]
 async fn connection_max_refuses_the_next_connection_until_one_closes() {
     const MAX: usize = 2;

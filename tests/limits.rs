@@ -33,7 +33,7 @@ async fn assert_still_works(raw: &mut Raw, channel: u16) {
 }
 
 /// Long enough that a handshake on a loaded machine finishes well inside it.
-const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
+const HANDSHAKE_TIMEOUT_MS: u64 = 3000;
 
 /// Asserts the broker closes `raw` without a word once the handshake timeout has passed
 /// (RabbitMQ sends nothing either: the reader just stops).
@@ -48,7 +48,7 @@ async fn dropped_after_handshake_timeout(raw: &mut Raw, since: Instant) {
 #[tokio::test]
 async fn client_that_sends_nothing_is_dropped_after_handshake_timeout() {
     let b = warren_it::start_with(|c| c.handshake_timeout = HANDSHAKE_TIMEOUT_MS);
-    if skip_external(&b, "needs handshake_timeout = 2000") {
+    if skip_external(&b, "needs handshake_timeout = 3000") {
         return;
     }
     let mut working = Raw::open(&b.host_port()).await;
@@ -62,7 +62,7 @@ async fn client_that_sends_nothing_is_dropped_after_handshake_timeout() {
 #[tokio::test]
 async fn client_that_stops_mid_handshake_is_dropped_after_handshake_timeout() {
     let b = warren_it::start_with(|c| c.handshake_timeout = HANDSHAKE_TIMEOUT_MS);
-    if skip_external(&b, "needs handshake_timeout = 2000") {
+    if skip_external(&b, "needs handshake_timeout = 3000") {
         return;
     }
     let mut working = Raw::open(&b.host_port()).await;
@@ -244,7 +244,7 @@ async fn headers_larger_than_frame_max_are_frame_error() {
 
 /// consumer_timeout of these tests: long enough for deliveries and acks to travel on a loaded
 /// machine, short enough for a test.
-const CONSUMER_TIMEOUT_MS: u64 = 1000;
+const CONSUMER_TIMEOUT_MS: u64 = 2000;
 
 async fn next_delivery(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
     tokio::time::timeout(PATIENCE + Duration::from_millis(CONSUMER_TIMEOUT_MS), consumer.next())
@@ -260,7 +260,7 @@ async fn next_delivery(consumer: &mut lapin::Consumer) -> lapin::message::Delive
 #[tokio::test(flavor = "multi_thread")]
 async fn unacked_delivery_past_consumer_timeout_closes_its_channel() {
     let b = warren_it::start_with(|c| c.consumer_timeout = warren_server::Limit::Value(CONSUMER_TIMEOUT_MS));
-    if skip_external(&b, "needs consumer_timeout = 1000") {
+    if skip_external(&b, "needs consumer_timeout = 2000") {
         return;
     }
     let slow = common::connect(&b.uri()).await;
@@ -298,7 +298,8 @@ async fn unacked_delivery_past_consumer_timeout_closes_its_channel() {
     let again = next_delivery(&mut acks).await;
     assert_eq!((again.data.as_slice(), again.redelivered), (&b"slow"[..], true));
     let waited = delivered_at.elapsed();
-    assert!(waited >= Duration::from_millis(CONSUMER_TIMEOUT_MS * 9 / 10), "requeued after only {waited:?}");
+    // Measured from our receipt, which lags the broker's delivery by the machine's load.
+    assert!(waited >= Duration::from_millis(CONSUMER_TIMEOUT_MS / 2), "requeued after only {waited:?}");
     again.ack(BasicAckOptions::default()).await.unwrap();
 
     let err = next_error_event(&mut events).await;
@@ -321,7 +322,7 @@ async fn unacked_delivery_past_consumer_timeout_closes_its_channel() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_acked_in_time_keep_the_channel_open() {
     let b = warren_it::start_with(|c| c.consumer_timeout = warren_server::Limit::Value(CONSUMER_TIMEOUT_MS));
-    if skip_external(&b, "needs consumer_timeout = 1000") {
+    if skip_external(&b, "needs consumer_timeout = 2000") {
         return;
     }
     let conn = common::connect(&b.uri()).await;
@@ -334,8 +335,8 @@ async fn deliveries_acked_in_time_keep_the_channel_open() {
         .unwrap();
     let started = Instant::now();
     let mut n = 0u32;
-    // Three timeouts' worth of traffic, each delivery acked at once.
-    while started.elapsed() < Duration::from_millis(3 * CONSUMER_TIMEOUT_MS) {
+    // Two timeouts' worth of traffic, each delivery acked at once.
+    while started.elapsed() < Duration::from_millis(2 * CONSUMER_TIMEOUT_MS) {
         ch.basic_publish(
             "".into(),
             q.as_str().into(),

@@ -1,5 +1,5 @@
 //! Limits and timeouts: handshake_timeout, connection_max, consumer_timeout, max_message_size,
-//! the heartbeat's range and the bound on field tables. Each test crosses a limit, checks how
+//! initial_frame_max, the heartbeat's range and the bound on field tables. Each test crosses a limit, checks how
 //! the broker answers (codes and texts are RabbitMQ 3.10's) and that other channels and
 //! connections are not disturbed. Wire-level cases use the raw client, the rest lapin.
 //!
@@ -205,6 +205,65 @@ async fn oversized_table_is_frame_error(frame: Vec<u8>) {
             assert!(c.reply_text.starts_with("FRAME_ERROR - "), "{c:?}");
         }
         Ending::Eof => panic!("expected connection.close 501"),
+    }
+    assert_still_works(&mut working, 1).await;
+}
+
+/// A connection.start-ok whose client properties carry `padding` bytes.
+fn start_ok_with_properties(padding: usize) -> Vec<u8> {
+    use amq_protocol::protocol::{connection, AMQPClass};
+    use amq_protocol::types::{AMQPValue, FieldTable as Table, LongString};
+    let mut props = Table::default();
+    props.insert("padding".into(), AMQPValue::LongString(LongString::from(vec![b'p'; padding])));
+    method_frame(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: props,
+            mechanism: "PLAIN".into(),
+            response: "\0guest\0guest".into(),
+            locale: "en_US".into(),
+        })),
+    )
+}
+
+/// Before tune-ok there is no negotiated frame_max: RabbitMQ bounds frames by
+/// initial_frame_max (4096), so a client that has not logged in cannot make the broker buffer
+/// and parse large field tables. A start-ok over it is refused (RabbitMQ closes the socket
+/// without a word; Warren first sends 501); one that fits opens normally.
+#[tokio::test]
+async fn start_ok_larger_than_initial_frame_max_is_refused() {
+    let b = warren_it::start();
+    let addr = b.host_port();
+    let mut working = Raw::open(&addr).await;
+
+    let fits = start_ok_with_properties(3000);
+    assert!(fits.len() - 8 <= 4096);
+    let mut raw = Raw::tcp(&addr).await;
+    raw.send(PROTOCOL_HEADER).await;
+    raw.expect_method().await; // connection.start
+    raw.send(&fits).await;
+    let tune = raw.expect_method().await;
+    assert!(
+        matches!(
+            tune,
+            amq_protocol::protocol::AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Tune(_))
+        ),
+        "{tune:?}"
+    );
+
+    let too_big = start_ok_with_properties(5000);
+    assert!(too_big.len() - 8 > 4096);
+    let mut raw = Raw::tcp(&addr).await;
+    raw.send(PROTOCOL_HEADER).await;
+    raw.expect_method().await;
+    let _ = raw.try_send(&too_big).await;
+    // RabbitMQ waits 3 s before it drops a failed handshake.
+    match raw.ending_within(Duration::from_secs(10)).await {
+        Ending::Eof => assert!(b.is_external(), "Warren must send connection.close 501"),
+        Ending::Close(c) => {
+            assert_eq!(c.reply_code, 501, "{c:?}");
+            assert!(c.reply_text.starts_with("FRAME_ERROR - "), "{c:?}");
+        }
     }
     assert_still_works(&mut working, 1).await;
 }

@@ -73,6 +73,10 @@ pub struct Config {
     /// Milliseconds a delivery may stay unacknowledged before its channel is closed with
     /// 406 (`"infinity"`: never).
     pub consumer_timeout: Limit,
+    /// Largest frame accepted before tune-ok has set frame_max, bytes: bounds what a client
+    /// can make the broker buffer and parse (client properties, SASL response) before it
+    /// has logged in.
+    pub initial_frame_max: u32,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             handshake_timeout: 10_000,
             connection_max: Limit::Infinity,
             consumer_timeout: Limit::Value(1_800_000),
+            initial_frame_max: 4096,
         }
     }
 }
@@ -160,6 +165,9 @@ impl Config {
         if self.users.is_empty() {
             return Err(ConfigError::Invalid("users needs at least one user".into()));
         }
+        if self.initial_frame_max < 4096 {
+            return Err(ConfigError::Invalid("initial_frame_max must be at least 4096".into()));
+        }
         if self.handshake_timeout == 0 {
             return Err(ConfigError::Invalid("handshake_timeout must be at least 1 (milliseconds)".into()));
         }
@@ -205,6 +213,7 @@ mod tests {
         assert!(matches!(Config::from_toml("handshake_timeout = 0"), Err(ConfigError::Invalid(_))));
         assert!(matches!(Config::from_toml("consumer_timeout = 0"), Err(ConfigError::Invalid(_))));
         assert!(matches!(Config::from_toml("connection_max = -1"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(Config::from_toml("initial_frame_max = 4095"), Err(ConfigError::Invalid(_))));
     }
 
     /// The heartbeat travels as a 16-bit field in connection.tune: a larger value cannot be

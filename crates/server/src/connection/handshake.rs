@@ -13,9 +13,6 @@ use warren_codec::{
     FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 
-/// Frames during the handshake may exceed frame_min (large client properties).
-const HANDSHAKE_FRAME_MAX: u32 = 128 * 1024;
-
 /// What the handshake settled.
 pub struct Opened {
     pub user: String,
@@ -171,7 +168,9 @@ impl Handshake<'_> {
             locales: LongString::from("en_US"),
         }))
         .await?;
-        let start_ok = match self.next_method(HANDSHAKE_FRAME_MAX).await? {
+        // Until tune-ok, frames are bounded by initial_frame_max (RabbitMQ's, 4096 by default):
+        // the client has not logged in yet.
+        let start_ok = match self.next_method(self.config.initial_frame_max).await? {
             AMQPClass::Connection(connection::AMQPMethod::StartOk(s)) => s,
             _ => {
                 return Err(self
@@ -211,7 +210,7 @@ impl Handshake<'_> {
             heartbeat: cfg.heartbeat,
         }))
         .await?;
-        let tune_ok = match self.next_method(FRAME_MIN_SIZE.max(HANDSHAKE_FRAME_MAX)).await? {
+        let tune_ok = match self.next_method(cfg.initial_frame_max).await? {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) => t,
             _ => {
                 return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.tune-ok")).await)

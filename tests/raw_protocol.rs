@@ -21,6 +21,7 @@ async fn server_proposes_its_tune_values() {
 #[tokio::test]
 async fn lower_client_frame_max_wins() {
     let b = warren_it::start();
+    let mut working = Raw::open(&b.host_port()).await;
     let mut raw = Raw::open_with(&b.host_port(), |t| TuneValues { frame_max: 4096, heartbeat: 0, ..t }).await;
     raw.open_channel(1).await;
     let q = raw.declare_temp_queue(1).await;
@@ -39,14 +40,22 @@ async fn lower_client_frame_max_wins() {
         }
         Ending::Eof => panic!("expected connection.close 501"),
     }
+    // A connection with the server's frame_max still takes a 4097-byte body.
+    working.open_channel(1).await;
+    let q = working.declare_temp_queue(1).await;
+    working.send(&publish_frames(1, "", &q, &[7u8; 4097])).await;
+    assert_eq!(working.get(1, &q).await, Some(vec![7u8; 4097]));
+    working.close().await;
 }
 
 /// Tune-ok values the broker cannot accept. RabbitMQ treats 0 ("no limit") as higher than its
 /// own limit, refuses frame_max below the spec's 4096 minimum, and closes the socket without a
 /// connection.close (after a ~3 s anti-abuse delay) instead of answering connection.open.
-async fn refused_tune_ok(ok: impl FnOnce(TuneValues) -> TuneValues) {
+/// `text` is the reason RabbitMQ logs (rabbit_reader:fail_negotiation), which Warren sends.
+async fn refused_tune_ok(ok: impl FnOnce(TuneValues) -> TuneValues, text: &str) {
     let b = warren_it::start();
     let addr = b.host_port();
+    let mut working = Raw::open(&addr).await;
     let mut raw = Raw::tcp(&addr).await;
     raw.handshake_until_tune().await;
     let ok = ok(raw.server_tune);
@@ -57,36 +66,61 @@ async fn refused_tune_ok(ok: impl FnOnce(TuneValues) -> TuneValues) {
         Ending::Eof => assert!(b.is_external(), "Warren must send connection.close 530 for {ok:?}"),
         Ending::Close(c) => {
             assert!(!b.is_external(), "RabbitMQ closes the socket silently for {ok:?}");
-            assert_eq!(c.reply_code, 530, "for {ok:?}: {c:?}");
-            assert!(c.reply_text.as_str().starts_with("NOT_ALLOWED - "), "{c:?}");
+            assert_eq!(
+                c,
+                Close { reply_code: 530, reply_text: format!("NOT_ALLOWED - {text}"), class_id: 10, method_id: 30 }
+            );
         }
     }
+    // A connection that negotiated within the limits is not disturbed.
+    working.open_channel(1).await;
+    working.close().await;
     assert_broker_healthy(&addr).await;
 }
 
 #[tokio::test]
 async fn tune_ok_frame_max_zero_is_refused() {
-    refused_tune_ok(|t| TuneValues { frame_max: 0, heartbeat: 0, ..t }).await;
+    refused_tune_ok(
+        |t| TuneValues { frame_max: 0, heartbeat: 0, ..t },
+        "negotiated frame_max = 0 is higher than the maximum allowed value (131072)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tune_ok_frame_max_below_minimum_is_refused() {
-    refused_tune_ok(|t| TuneValues { frame_max: 1000, heartbeat: 0, ..t }).await;
+    refused_tune_ok(
+        |t| TuneValues { frame_max: 1000, heartbeat: 0, ..t },
+        "negotiated frame_max = 1000 is lower than the minimum allowed value (4096)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tune_ok_frame_max_above_server_is_refused() {
-    refused_tune_ok(|t| TuneValues { frame_max: t.frame_max + 1, heartbeat: 0, ..t }).await;
+    refused_tune_ok(
+        |t| TuneValues { frame_max: t.frame_max + 1, heartbeat: 0, ..t },
+        "negotiated frame_max = 131073 is higher than the maximum allowed value (131072)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tune_ok_channel_max_zero_is_refused() {
-    refused_tune_ok(|t| TuneValues { channel_max: 0, heartbeat: 0, ..t }).await;
+    refused_tune_ok(
+        |t| TuneValues { channel_max: 0, heartbeat: 0, ..t },
+        "negotiated channel_max = 0 (no limit) is higher than the maximum allowed value (2047)",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tune_ok_channel_max_above_server_is_refused() {
-    refused_tune_ok(|t| TuneValues { channel_max: t.channel_max + 1, heartbeat: 0, ..t }).await;
+    refused_tune_ok(
+        |t| TuneValues { channel_max: t.channel_max + 1, heartbeat: 0, ..t },
+        "negotiated channel_max = 2048 is higher than the maximum allowed value (2047)",
+    )
+    .await;
 }
 
 /// RabbitMQ enforces channel_max as a count of open channels, not as a bound on channel
@@ -95,6 +129,7 @@ async fn tune_ok_channel_max_above_server_is_refused() {
 #[tokio::test]
 async fn lower_client_channel_max_limits_open_channels() {
     let b = warren_it::start();
+    let mut working = Raw::open(&b.host_port()).await;
     let mut raw = Raw::open_with(&b.host_port(), |t| TuneValues { channel_max: 2, heartbeat: 0, ..t }).await;
     raw.open_channel(100).await;
     raw.open_channel(3).await;
@@ -108,6 +143,11 @@ async fn lower_client_channel_max_limits_open_channels() {
             method_id: 0,
         }
     );
+    // Another connection, with channels of its own, is not disturbed.
+    working.open_channel(1).await;
+    working.open_channel(2).await;
+    working.open_channel(3).await;
+    working.close().await;
 }
 
 /// Channel numbers above channel_max are accepted by RabbitMQ 3.10 (the spec says they should

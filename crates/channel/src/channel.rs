@@ -39,6 +39,8 @@ pub struct Channel {
     pub(crate) default_route_cache: Option<(Bytes, QueueHandle)>,
     /// Reused routing result buffer: routing allocates nothing in the steady state.
     pub(crate) route_buf: Vec<QueueHandle>,
+    /// Consumer-timeout ticks seen by this channel: the clock deliveries are stamped with.
+    pub(crate) timeout_ticks: u32,
 }
 
 /// exchange.bind / exchange.unbind arguments as the routing engine takes them.
@@ -76,6 +78,7 @@ impl Channel {
             exchange_cache: None,
             default_route_cache: None,
             route_buf: Vec::new(),
+            timeout_ticks: 0,
         }
     }
 

@@ -83,7 +83,7 @@ impl Channel {
         encode_get_ok(io.out.tail(), self.id, tag, m.redelivered, &msg.exchange, &msg.routing_key, left);
         encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
         if !no_ack {
-            self.unacked.push(Unacked { tag, queue: q, message: m, consumer: None });
+            self.unacked.push(Unacked { tag, queue: q, message: m, consumer: None, stamp: self.timeout_ticks });
         }
         Ok(())
     }
@@ -117,7 +117,8 @@ impl Channel {
         );
         encode_content(io.out, self.id, &msg.header, &msg.body, ctx.frame_max);
         if !d.consumer.no_ack {
-            self.unacked.push(Unacked { tag, queue: d.queue, message: d.message, consumer: Some(d.consumer) });
+            let stamp = self.timeout_ticks;
+            self.unacked.push(Unacked { tag, queue: d.queue, message: d.message, consumer: Some(d.consumer), stamp });
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Complete {
     pub body: Bytes,
 }
 
+/// RabbitMQ's hard ceiling on `max_message_size` (?MAX_MSG_SIZE, 512 MiB): a larger setting
+/// is lowered to it.
+pub const MAX_MESSAGE_SIZE: u64 = 512 * 1024 * 1024;
+
 fn unexpected(detail: &str) -> AmqpError {
     AmqpError::new(ReplyCode::UnexpectedFrame, detail)
 }
@@ -42,10 +46,13 @@ impl Pending {
         if header.class_id != 60 {
             return Err(unexpected(&format!("expected content header for class 60, got class {}", header.class_id)));
         }
+        let max_size = max_size.min(MAX_MESSAGE_SIZE);
         if header.body_size > max_size {
+            // RabbitMQ's two wordings: at its ceiling the limit is not "configured".
+            let configured = if max_size == MAX_MESSAGE_SIZE { "" } else { "configured " };
             return Err(AmqpError::new(
                 ReplyCode::PreconditionFailed,
-                format!("message size {} is larger than configured max size {}", header.body_size, max_size),
+                format!("message size {} is larger than {configured}max size {max_size}", header.body_size),
             )
             .on(60, 40));
         }
@@ -83,5 +90,36 @@ impl Pending {
             (None, None) => Bytes::new(),
         };
         Complete { publish: self.publish, header: self.header.expect("finish after header"), body }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(size: u64, max: u64) -> Result<bool, AmqpError> {
+        let publish = Publish {
+            exchange: Bytes::new(),
+            routing_key: Bytes::from_static(b"q"),
+            mandatory: false,
+            immediate: false,
+        };
+        Pending::new(publish).header(ContentHeader::new(60, size, Default::default()), max)
+    }
+
+    #[test]
+    fn body_over_the_configured_max_is_406_on_basic_publish() {
+        assert!(header_of(10, 10).is_ok());
+        let e = header_of(11, 10).unwrap_err();
+        assert_eq!(e.code, ReplyCode::PreconditionFailed);
+        assert_eq!(e.text, "PRECONDITION_FAILED - message size 11 is larger than configured max size 10");
+        assert_eq!((e.class_id, e.method_id), (60, 40));
+    }
+
+    #[test]
+    fn a_larger_setting_is_capped_at_rabbitmqs_ceiling() {
+        assert!(header_of(MAX_MESSAGE_SIZE, u64::MAX).is_ok());
+        let e = header_of(MAX_MESSAGE_SIZE + 1, u64::MAX).unwrap_err();
+        assert_eq!(e.text, "PRECONDITION_FAILED - message size 536870913 is larger than max size 536870912");
     }
 }

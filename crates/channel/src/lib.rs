@@ -11,8 +11,10 @@ mod consume;
 mod content;
 mod context;
 mod publish;
+mod timeout;
 pub mod tx;
 mod unacked;
 
 pub use channel::Channel;
 pub use context::{ConnCtx, Io};
+pub use timeout::ConsumerTimeout;

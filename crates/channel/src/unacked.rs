@@ -9,6 +9,9 @@ pub struct Unacked {
     pub message: QueuedMessage,
     /// None for basic.get deliveries, which hold no consumer credit.
     pub consumer: Option<Arc<Consumer>>,
+    /// The channel's consumer-timeout tick count when this was delivered (a coarse clock
+    /// that costs no clock read per delivery; see `timeout.rs`).
+    pub stamp: u32,
 }
 
 /// Delivery tags only grow, so entries stay sorted by tag: a lookup is a binary search,
@@ -71,6 +74,12 @@ impl UnackedList {
         }
     }
 
+    /// The stamp of the oldest outstanding delivery. Entries are in delivery order and holes
+    /// at the front are dropped, so it is the front entry's.
+    pub fn oldest_stamp(&self) -> Option<u32> {
+        self.slots.front().and_then(|(_, u)| u.as_ref()).map(|u| u.stamp)
+    }
+
     pub fn take_all(&mut self) -> Vec<Unacked> {
         self.live = 0;
         self.slots.drain(..).filter_map(|(_, s)| s).collect()
@@ -101,6 +110,7 @@ mod tests {
                 queue: q.clone(),
                 message: QueuedMessage { seq: t, message, redelivered: false, stored: false },
                 consumer: None,
+                stamp: t as u32,
             });
         }
         l
@@ -120,5 +130,17 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert_eq!(tags(&l.take(0, true).unwrap()), [7]);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn oldest_stamp_follows_the_front() {
+        let mut l = list(&[1, 2, 4]);
+        assert_eq!(l.oldest_stamp(), Some(1));
+        l.take(2, false).unwrap();
+        assert_eq!(l.oldest_stamp(), Some(1), "a hole behind the front changes nothing");
+        l.take(1, false).unwrap();
+        assert_eq!(l.oldest_stamp(), Some(4), "holes at the front are skipped");
+        l.take_all();
+        assert_eq!(l.oldest_stamp(), None);
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Every key has a default, so a missing file (or an empty one) runs the broker exactly as
 //! RabbitMQ runs out of the box: guest/guest on vhost `/`, AMQP on 5672 on every address.
+pub use crate::limit::Limit;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest frame the server accepts, bytes, proposed in connection.tune.
     pub frame_max: u32,
-    /// Highest channel number the server allows, proposed in connection.tune.
+    /// Channels a connection may have open at once, proposed in connection.tune.
     pub channel_max: u16,
     /// Largest message body accepted, bytes (RabbitMQ's `max_message_size`).
     pub max_message_size: u64,
@@ -61,6 +62,21 @@ pub struct Config {
     pub memory_limit: usize,
     /// Bytes of the store's page cache (sled).
     pub store_cache: u64,
+
+    // Limits and timeouts (RabbitMQ's names, units and defaults).
+    /// Milliseconds a client has from connecting to connection.open-ok; then the socket is
+    /// closed without a word, as RabbitMQ does.
+    pub handshake_timeout: u64,
+    /// Connections the node accepts at once (`"infinity"`: no limit). Counted from accept;
+    /// checked at connection.open, which is refused with 530 past it.
+    pub connection_max: Limit,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with
+    /// 406 (`"infinity"`: never).
+    pub consumer_timeout: Limit,
+    /// Largest frame accepted before tune-ok has set frame_max, bytes: bounds what a client
+    /// can make the broker buffer and parse (client properties, SASL response) before it
+    /// has logged in.
+    pub initial_frame_max: u32,
 }
 
 impl Default for Config {
@@ -84,6 +100,12 @@ impl Default for Config {
             queue_memory_window: 16 * 1024 * 1024,
             memory_limit: 256 * 1024 * 1024,
             store_cache: 64 * 1024 * 1024,
+
+            // Limits and timeouts.
+            handshake_timeout: 10_000,
+            connection_max: Limit::Infinity,
+            consumer_timeout: Limit::Value(1_800_000),
+            initial_frame_max: 4096,
         }
     }
 }
@@ -143,6 +165,17 @@ impl Config {
         if self.users.is_empty() {
             return Err(ConfigError::Invalid("users needs at least one user".into()));
         }
+        if self.initial_frame_max < 4096 {
+            return Err(ConfigError::Invalid("initial_frame_max must be at least 4096".into()));
+        }
+        if self.handshake_timeout == 0 {
+            return Err(ConfigError::Invalid("handshake_timeout must be at least 1 (milliseconds)".into()));
+        }
+        if self.consumer_timeout == Limit::Value(0) {
+            return Err(ConfigError::Invalid(
+                "consumer_timeout must be at least 1 (milliseconds), or \"infinity\" to disable it".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -167,5 +200,28 @@ mod tests {
         assert!(matches!(Config::from_toml("no_such_key = 1"), Err(ConfigError::Parse { .. })));
         assert!(matches!(Config::from_toml("frame_max = 10"), Err(ConfigError::Invalid(_))));
         assert!(matches!(Config::from_toml("heartbeat = \"x\""), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn limits_take_integers_or_infinity() {
+        let c =
+            Config::from_toml("connection_max = 5\nconsumer_timeout = \"infinity\"\nhandshake_timeout = 250").unwrap();
+        assert_eq!(
+            (c.connection_max, c.consumer_timeout, c.handshake_timeout),
+            (Limit::Value(5), Limit::Infinity, 250)
+        );
+        assert!(matches!(Config::from_toml("handshake_timeout = 0"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Config::from_toml("consumer_timeout = 0"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Config::from_toml("connection_max = -1"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(Config::from_toml("initial_frame_max = 4095"), Err(ConfigError::Invalid(_))));
+    }
+
+    /// The heartbeat travels as a 16-bit field in connection.tune: a larger value cannot be
+    /// proposed, so it is a config error rather than silently truncated.
+    #[test]
+    fn heartbeat_is_bounded_by_its_wire_type() {
+        assert_eq!(Config::from_toml("heartbeat = 65535").unwrap().heartbeat, 65535);
+        assert!(matches!(Config::from_toml("heartbeat = 65536"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(Config::from_toml("heartbeat = -1"), Err(ConfigError::Parse { .. })));
     }
 }

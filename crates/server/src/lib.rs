@@ -6,10 +6,11 @@
 pub mod auth;
 pub mod config;
 mod connection;
+mod limit;
 mod listener;
 mod memory;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Limit};
 use connection::Shared;
 pub use memory::tune_allocator;
 use std::future::Future;
@@ -93,7 +94,13 @@ impl Server {
             store,
             listeners,
             addrs,
-            shared: Shared { config: Arc::new(config), users, broker, broker_store: Some(message_store) },
+            shared: Shared {
+                config: Arc::new(config),
+                users,
+                broker,
+                broker_store: Some(message_store),
+                connections: Default::default(),
+            },
         })
     }
 

@@ -13,11 +13,6 @@ use warren_codec::{
     FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 
-/// RabbitMQ's handshake_timeout: a peer that has not opened the connection by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames during the handshake may exceed frame_min (large client properties).
-const HANDSHAKE_FRAME_MAX: u32 = 128 * 1024;
-
 /// What the handshake settled.
 pub struct Opened {
     pub user: String,
@@ -53,6 +48,7 @@ pub struct Handshake<'a> {
     pub config: &'a Config,
     pub users: &'a Users,
     pub broker: &'a warren_broker::Broker,
+    pub connections: &'a super::ConnectionCount,
 }
 
 fn server_properties() -> FieldTable {
@@ -91,7 +87,10 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
 
 impl Handshake<'_> {
     pub async fn run(mut self) -> Result<Opened, HandshakeError> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.steps()).await.map_err(|_| HandshakeError::Timeout)?
+        // RabbitMQ's handshake_timeout runs from accept to connection.open-ok; a peer still in
+        // the handshake then is dropped without a connection.close.
+        let limit = Duration::from_millis(self.config.handshake_timeout);
+        tokio::time::timeout(limit, self.steps()).await.map_err(|_| HandshakeError::Timeout)?
     }
 
     async fn fill(&mut self) -> Result<(), HandshakeError> {
@@ -169,7 +168,9 @@ impl Handshake<'_> {
             locales: LongString::from("en_US"),
         }))
         .await?;
-        let start_ok = match self.next_method(HANDSHAKE_FRAME_MAX).await? {
+        // Until tune-ok, frames are bounded by initial_frame_max (RabbitMQ's, 4096 by default):
+        // the client has not logged in yet.
+        let start_ok = match self.next_method(self.config.initial_frame_max).await? {
             AMQPClass::Connection(connection::AMQPMethod::StartOk(s)) => s,
             _ => {
                 return Err(self
@@ -209,7 +210,7 @@ impl Handshake<'_> {
             heartbeat: cfg.heartbeat,
         }))
         .await?;
-        let tune_ok = match self.next_method(FRAME_MIN_SIZE.max(HANDSHAKE_FRAME_MAX)).await? {
+        let tune_ok = match self.next_method(cfg.initial_frame_max).await? {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) => t,
             _ => {
                 return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.tune-ok")).await)
@@ -217,12 +218,20 @@ impl Handshake<'_> {
         };
         // RabbitMQ's rule (rabbit_reader:validate_negotiated_integer_value): a client value
         // below the minimum, above the server's, or 0 ("unlimited") while the server has a
-        // limit, is refused.
+        // limit, is refused, with its text, naming connection.tune as RabbitMQ does.
         let negotiate = |field: &str, client: u32, min: u32, server: u32| -> Result<u32, AmqpError> {
+            let detail = if field == "channel_max" && client == 0 { " (no limit)" } else { "" };
+            let fail = |how: &str, bound: u32| {
+                AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!("negotiated {field} = {client}{detail} is {how} allowed value ({bound})"),
+                )
+                .on(10, 30)
+            };
             if client != 0 && client < min {
-                Err(AmqpError::new(ReplyCode::NotAllowed, format!("{field}={client} < {min} min size")))
+                Err(fail("lower than the minimum", min))
             } else if server != 0 && (client == 0 || client > server) {
-                Err(AmqpError::new(ReplyCode::NotAllowed, format!("{field}={client} > {server} max size")))
+                Err(fail("higher than the maximum", server))
             } else {
                 Ok(client)
             }
@@ -242,6 +251,18 @@ impl Handshake<'_> {
             _ => return Err(self.refuse(AmqpError::new(ReplyCode::CommandInvalid, "expected connection.open")).await),
         };
         let vhost = open.virtual_host.to_string();
+        // RabbitMQ checks the node's limit first, when the client asks to open, against its
+        // listener's active connections (this one included, handshakes too).
+        if let Some(max) = cfg.connection_max.value() {
+            if self.connections.current() as u64 > max {
+                let e = AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!("connection refused: node connection limit ({max}) is reached"),
+                )
+                .on(10, 40);
+                return Err(self.refuse(e).await);
+            }
+        }
         if self.broker.vhost(&vhost).is_none() {
             let e = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost} not found")).on(10, 40);
             return Err(self.refuse(e).await);

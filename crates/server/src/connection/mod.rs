@@ -5,6 +5,8 @@
 //! pass, one batch of syscalls, no per-frame flush. Reading pauses (TCP back-pressure)
 //! while the outbound buffer is over its bound or a queue we publish to is flow-blocked.
 mod channel_map;
+mod consumer_timeout;
+mod count;
 mod dispatch;
 mod handshake;
 mod io;
@@ -14,6 +16,7 @@ use crate::auth::Users;
 use crate::config::Config;
 use bytes::BytesMut;
 use channel_map::ChannelMap;
+pub use count::ConnectionCount;
 use handshake::{Handshake, HandshakeError, Opened};
 use mailbox::{Event, Mailbox};
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use warren_broker::{Broker, QueueHandle};
-use warren_channel::{Channel, ConnCtx, Io};
+use warren_channel::{Channel, ConnCtx, ConsumerTimeout, Io};
 use warren_codec::{encode_heartbeat, AmqpError, OutBuf};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -35,6 +38,8 @@ pub struct Shared {
     pub users: Arc<Users>,
     pub broker: Arc<Broker>,
     pub broker_store: Option<Arc<dyn warren_broker::MessageStore>>,
+    /// Connections alive on the node (`connection_max`).
+    pub connections: Arc<ConnectionCount>,
 }
 
 /// A channel and whether we are waiting for the client's channel.close-ok.
@@ -69,6 +74,8 @@ pub(crate) struct Connection {
     pub last_read: Instant,
     pub last_write: Instant,
     pub max_outbound: usize,
+    /// consumer_timeout, None when it is "infinity".
+    pub consumer_timeout: Option<ConsumerTimeout>,
     /// Current read-buffer growth step (see `io::read_available`).
     read_chunk: usize,
     events: Vec<Event>,
@@ -79,6 +86,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs one accepted socket until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: broadcast::Receiver<()>) {
+    // Held until this function returns, whichever way the connection ends.
+    let _counted = shared.connections.enter();
     let _ = stream.set_nodelay(true);
     let mut inbuf = BytesMut::with_capacity(io::READ_CHUNK_MIN);
     let mut out = OutBuf::new();
@@ -90,6 +99,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         config: &shared.config,
         users: &shared.users,
         broker: &shared.broker,
+        connections: &shared.connections,
     };
     let opened: Opened = tokio::select! {
         r = hs.run() => match r {
@@ -138,6 +148,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         last_read: now,
         last_write: now,
         max_outbound: shared.config.max_outbound_buffer,
+        consumer_timeout: shared.config.consumer_timeout.value().map(ConsumerTimeout::new),
         read_chunk: io::READ_CHUNK_MIN,
         events: Vec::new(),
     };
@@ -164,6 +175,10 @@ impl Connection {
         // peer after two intervals without a byte from it (RabbitMQ's rule).
         let mut ticker = tokio::time::interval(hb.map_or(Duration::from_secs(3600), |h| h / 2));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let timeouts = self.consumer_timeout;
+        let period = timeouts.map_or(Duration::from_secs(3600), |t| t.tick);
+        let mut timeout_ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        timeout_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reason = String::from("closed");
         let mut since_yield = 0usize;
         loop {
@@ -222,6 +237,11 @@ impl Connection {
                     }
                     if self.last_write.elapsed() >= h / 2 {
                         encode_heartbeat(self.out.tail());
+                    }
+                }
+                _ = timeout_ticker.tick(), if timeouts.is_some() && self.phase == Phase::Open => {
+                    if let Some(t) = &timeouts {
+                        self.check_consumer_timeouts(t);
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {

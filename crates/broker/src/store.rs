@@ -38,6 +38,12 @@ pub trait MessageStore: Send + Sync {
     /// Calls `listener.durable(channel, token, ok)` once everything submitted before this
     /// call has been flushed to disk (ok = true) or could not be (ok = false).
     fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64);
+    /// As [`MessageStore::notify_durable`], and the settlements (acks, rejects) submitted
+    /// before the call are on disk too: what a transaction's commit-ok promises. A store that
+    /// makes settlements durable as soon as everything else need not tell them apart.
+    fn notify_settled(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64) {
+        self.notify_durable(listener, channel, token);
+    }
     /// Reads up to `max` entries of the queue with sequence numbers from `from_seq` on, in
     /// order, seeing every write submitted before the call, and calls `done` with them from
     /// another thread. Does not block.

@@ -313,7 +313,7 @@ impl Channel {
             }
             T::Commit(_) => {
                 if self.tx_commit(ctx, io)? {
-                    ctx.notify_durable(ch, crate::tx::TX_COMMIT_TOKEN);
+                    ctx.notify_settled(ch, crate::tx::TX_COMMIT_TOKEN);
                 } else {
                     reply(io, ch, AMQPClass::Tx(T::CommitOk(tx::CommitOk {})));
                 }

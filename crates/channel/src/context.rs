@@ -28,6 +28,13 @@ impl ConnCtx {
             store.notify_durable(listener.clone(), channel, token);
         }
     }
+
+    /// As [`ConnCtx::notify_durable`], settlements included (a transaction's commit).
+    pub fn notify_settled(&self, channel: u16, token: u64) {
+        if let Some((store, listener)) = &self.durable {
+            store.notify_settled(listener.clone(), channel, token);
+        }
+    }
 }
 
 /// Where a channel writes what it has to say during one pass of the connection loop.

@@ -6,11 +6,11 @@
 //! queue's own position, which is what a follower will acknowledge when the log is shipped.
 //!
 //! Only one thread uses a `Log` (the store's writer); it takes `&mut self` throughout.
-use crate::index::{Loc, QueueIndex, MAX_PAYLOAD};
+use crate::index::{IdMap, Loc, QueueIndex, MAX_PAYLOAD};
 use crate::read::{ReadItem, ReadJob};
 use crate::record::{self, Kind, HEADER};
 use crate::segment::{self, Segment};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -61,25 +61,36 @@ pub struct Log<P> {
     pub(crate) opts: Options,
     pub(crate) segs: BTreeMap<u32, Segment>,
     pub(crate) active: u32,
-    pub(crate) queues: HashMap<u64, QueueIndex>,
+    pub(crate) queues: IdMap<QueueIndex>,
     pending: Vec<Pending<P>>,
     /// Indices into `pending` per queue, in seq order, to settle unwritten messages.
-    pending_by_queue: HashMap<u64, Vec<usize>>,
-    dirty_marks: HashMap<u64, u64>,
+    pending_by_queue: IdMap<Vec<usize>>,
+    dirty_marks: IdMap<u64>,
     buf: Vec<u8>,
     /// Segments written since the last sync.
     written: Vec<u32>,
-    /// Something durable changed since the last sync.
+    /// Records that must survive a restart (persistent messages, marks) were written since
+    /// the last sync.
     pub(crate) needs_sync: bool,
+    /// Segments whose `.ack` file was appended to since settlements were last synced.
+    acks_unsynced: Vec<u32>,
     /// Segments with nothing live, deleted after the next sync.
     pub(crate) doomed: Vec<u32>,
     /// A write failed: the active segment's tail is suspect, so the next write starts a new one.
     broken: bool,
-    /// Records encoded into `buf` and indexed, not yet written: if the write fails they are
-    /// taken out of the index again, since they are not on disk.
-    unflushed: Vec<(u64, u64)>,
+    /// Records encoded into `buf` and indexed, not yet written. If the write fails they are
+    /// taken out of the index again and go back to `pending`, to be written by a later commit:
+    /// a confirm waiting behind one of them must not be sent until it is on disk, and its
+    /// put may have gone in an earlier group than the confirm's wait.
+    in_buf: Vec<Pending<P>>,
+    /// Marks encoded into `buf`, put back in `dirty_marks` if the write fails.
+    marks_in_buf: Vec<(u64, u64)>,
+    /// Length of the active segment's summary when `buf` was last written out.
+    summary_at_flush: usize,
     /// The id the next segment gets (past every file found at open, readable or not).
     pub(crate) next_id: u32,
+    /// Fault injection: while set, every write fails as a full or broken disk's would.
+    fail_writes: bool,
 }
 
 impl<P: Payload> Log<P> {
@@ -89,17 +100,21 @@ impl<P: Payload> Log<P> {
             opts,
             segs: BTreeMap::new(),
             active: 0,
-            queues: HashMap::new(),
+            queues: IdMap::default(),
             pending: Vec::new(),
-            pending_by_queue: HashMap::new(),
-            dirty_marks: HashMap::new(),
+            pending_by_queue: IdMap::default(),
+            dirty_marks: IdMap::default(),
             buf: Vec::new(),
             written: Vec::new(),
             needs_sync: false,
+            acks_unsynced: Vec::new(),
             doomed: Vec::new(),
             broken: false,
-            unflushed: Vec::new(),
+            in_buf: Vec::new(),
+            marks_in_buf: Vec::new(),
+            summary_at_flush: 0,
             next_id: 1,
+            fail_writes: false,
         }
     }
 
@@ -149,7 +164,7 @@ impl<P: Payload> Log<P> {
         self.drop_pending(queue, |_| true);
         self.dirty_marks.remove(&queue);
         let Some(mut q) = self.queues.remove(&queue) else { return };
-        for loc in q.drain_live().collect::<Vec<_>>() {
+        for loc in q.drain_live() {
             self.release(loc);
         }
     }
@@ -178,7 +193,6 @@ impl<P: Payload> Log<P> {
         if loc.persistent() {
             if let Some(seg) = self.segs.get_mut(&loc.seg) {
                 seg.note_settled(loc.offset);
-                self.needs_sync = true;
             }
         }
         self.release(loc);
@@ -198,17 +212,13 @@ impl<P: Payload> Log<P> {
         self.segs.get(&self.active).map_or(0, |s| s.size) + self.buf.len() as u64
     }
 
-    /// Writes everything queued (records, marks) to the segment files; not synced.
+    /// Writes everything queued (records, marks) to the segment files; not synced. If that
+    /// fails, what was not written stays queued for the next write, which starts a new segment.
     pub fn write(&mut self) -> io::Result<()> {
         let r = self.write_inner();
         if r.is_err() {
             self.broken = true;
-            self.buf.clear();
-            for (queue, seq) in std::mem::take(&mut self.unflushed) {
-                if let Some(loc) = self.queues.get_mut(&queue).and_then(|q| q.settle(seq)) {
-                    self.release(loc);
-                }
-            }
+            self.undo_buffer();
         }
         r
     }
@@ -219,26 +229,69 @@ impl<P: Payload> Log<P> {
             self.broken = false;
         }
         self.pending_by_queue.clear();
-        for p in std::mem::take(&mut self.pending) {
-            let Some(payload) = p.payload else { continue };
-            let kind = if p.persistent { Kind::Persistent } else { Kind::Transient };
-            let len = payload.encoded_len();
-            self.make_room(HEADER + len)?;
-            let offset = self.active_len() as u32;
-            record::encode(&mut self.buf, kind, p.queue, p.seq, len, |b| payload.write_to(b));
-            let seg = self.segs.get_mut(&self.active).expect("active segment exists");
-            seg.note_record(kind, p.queue, p.seq, offset, len as u32);
-            seg.live += 1;
-            let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
-            self.queues.entry(p.queue).or_default().push(loc);
-            self.unflushed.push((p.queue, p.seq));
-            self.needs_sync |= p.persistent;
+        let mut todo = std::mem::take(&mut self.pending).into_iter();
+        while let Some(p) = todo.next() {
+            if p.payload.is_none() {
+                continue;
+            }
+            if let Err((e, p)) = self.append(p) {
+                self.pending.push(p);
+                self.pending.extend(todo);
+                return Err(e);
+            }
         }
         for (queue, seq) in std::mem::take(&mut self.dirty_marks) {
-            self.make_room(HEADER)?;
+            if let Err(e) = self.make_room(HEADER) {
+                self.dirty_marks.insert(queue, seq);
+                return Err(e);
+            }
             self.encode_mark(queue, seq);
         }
         self.flush_buf()
+    }
+
+    /// Encodes one record into the buffer and indexes it.
+    fn append(&mut self, p: Pending<P>) -> Result<(), (io::Error, Pending<P>)> {
+        let payload = p.payload.as_ref().expect("settled records are skipped");
+        let len = payload.encoded_len();
+        if let Err(e) = self.make_room(HEADER + len) {
+            return Err((e, p));
+        }
+        let kind = if p.persistent { Kind::Persistent } else { Kind::Transient };
+        let offset = self.active_len() as u32;
+        record::encode(&mut self.buf, kind, p.queue, p.seq, len, |b| payload.write_to(b));
+        let seg = self.segs.get_mut(&self.active).expect("active segment exists");
+        seg.note_record(kind, p.queue, p.seq, offset, len as u32);
+        seg.live += 1;
+        let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
+        self.queues.entry(p.queue).or_default().push(loc);
+        self.needs_sync |= p.persistent;
+        self.in_buf.push(p);
+        Ok(())
+    }
+
+    /// A write failed: the records in the buffer are not on disk. Out of the index with them,
+    /// and back to the front of the queue of records to write.
+    fn undo_buffer(&mut self) {
+        self.buf.clear();
+        if let Some(seg) = self.segs.get_mut(&self.active) {
+            seg.summary.truncate(self.summary_at_flush);
+        }
+        let mut back = std::mem::take(&mut self.in_buf);
+        for p in &back {
+            if let Some(loc) = self.queues.get_mut(&p.queue).and_then(|q| q.settle(p.seq)) {
+                self.release(loc);
+            }
+        }
+        back.append(&mut self.pending);
+        self.pending = back;
+        for (i, p) in self.pending.iter().enumerate() {
+            self.pending_by_queue.entry(p.queue).or_default().push(i);
+        }
+        for (queue, seq) in std::mem::take(&mut self.marks_in_buf) {
+            let m = self.dirty_marks.entry(queue).or_default();
+            *m = (*m).max(seq);
+        }
     }
 
     fn encode_mark(&mut self, queue: u64, seq: u64) {
@@ -246,6 +299,7 @@ impl<P: Payload> Log<P> {
         record::encode(&mut self.buf, Kind::Mark, queue, seq, 0, |_| {});
         let seg = self.segs.get_mut(&self.active).expect("active segment exists");
         seg.note_record(Kind::Mark, queue, seq, offset, 0);
+        self.marks_in_buf.push((queue, seq));
         self.needs_sync = true;
     }
 
@@ -266,6 +320,9 @@ impl<P: Payload> Log<P> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if self.fail_writes {
+            return Err(io::Error::other("injected write failure"));
+        }
         let seg = self.segs.get_mut(&self.active).expect("active segment exists");
         seg.file.write_all_at(&self.buf, seg.size)?;
         seg.size += self.buf.len() as u64;
@@ -273,7 +330,9 @@ impl<P: Payload> Log<P> {
             self.written.push(seg.id);
         }
         self.buf.clear();
-        self.unflushed.clear();
+        self.in_buf.clear();
+        self.marks_in_buf.clear();
+        self.summary_at_flush = seg.summary.len();
         if self.buf.capacity() > 4 * BUF_FLUSH {
             self.buf = Vec::new();
         }
@@ -298,6 +357,7 @@ impl<P: Payload> Log<P> {
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.segs.insert(next, seg);
         self.active = next;
+        self.summary_at_flush = 0;
         let marks: Vec<(u64, u64)> =
             self.queues.iter().filter(|(_, q)| q.mark > 0).map(|(&id, q)| (id, q.mark)).collect();
         for (queue, seq) in marks {
@@ -307,16 +367,18 @@ impl<P: Payload> Log<P> {
         Ok(())
     }
 
-    /// Makes everything written durable: data first, then settlements, so that a crash
-    /// can lose a settlement (a redelivery) but never leave one without the data it refers to.
+    /// Makes the records written so far durable, deletes segments with nothing live, and
+    /// appends this group's settlements to the `.ack` files; syncs those too when
+    /// `settlements` (a transaction's commit waits for its acks; a confirm does not, and
+    /// RabbitMQ does not sync acks either: a lost ack is a redelivery, never a loss).
     ///
-    /// Segments with nothing live are deleted once the data is synced, before the other
-    /// settlements are written: their own settlements need not be, the records are gone. So a
-    /// full disk, on which even settlement entries cannot be appended, still gets space back
-    /// as consumers drain it.
-    pub fn sync(&mut self) -> io::Result<()> {
-        let durable = std::mem::take(&mut self.needs_sync);
-        if durable {
+    /// Data before settlements, so a crash can lose a settlement but never leave one
+    /// without the data it refers to. Segments with nothing live are deleted once the data is
+    /// synced, before the other settlements are written: their own settlements need not be,
+    /// the records are gone. So a full disk, on which even settlement entries cannot be
+    /// appended, still gets space back as consumers drain it.
+    pub fn sync(&mut self, settlements: bool) -> io::Result<()> {
+        if std::mem::take(&mut self.needs_sync) {
             for id in std::mem::take(&mut self.written) {
                 if let Some(seg) = self.segs.get(&id) {
                     if let Err(e) = seg.file.sync_data() {
@@ -338,21 +400,32 @@ impl<P: Payload> Log<P> {
                 }
             }
         }
-        if !durable {
-            return Ok(());
-        }
         for seg in self.segs.values_mut() {
-            let synced = seg.write_acks(&self.dir).and_then(|wrote| match (wrote, &seg.acks) {
-                (true, Some(f)) => f.sync_data(),
-                _ => Ok(()),
-            });
-            if let Err(e) = synced {
-                // Kept in `ack_buf` for the next commit to retry.
-                self.needs_sync = true;
-                return Err(e);
+            // On failure the entries stay in `ack_buf` for the next commit to retry.
+            if seg.write_acks(&self.dir)? && !self.acks_unsynced.contains(&seg.id) {
+                self.acks_unsynced.push(seg.id);
+            }
+        }
+        if settlements {
+            while let Some(&id) = self.acks_unsynced.last() {
+                if let Some(f) = self.segs.get(&id).and_then(|s| s.acks.as_ref()) {
+                    f.sync_data()?;
+                }
+                self.acks_unsynced.pop();
             }
         }
         Ok(())
+    }
+
+    /// Makes every write fail (until called with false), for tests of what clients see when
+    /// the disk does.
+    pub fn inject_write_failures(&mut self, on: bool) {
+        self.fail_writes = on;
+    }
+
+    /// Settlements are written but not yet synced.
+    pub fn settlements_unsynced(&self) -> bool {
+        !self.acks_unsynced.is_empty()
     }
 
     /// `write` then `sync`: one group commit. The sync runs even when the write failed: what
@@ -360,10 +433,15 @@ impl<P: Payload> Log<P> {
     /// a full disk gets space back as queues drain although new records cannot be written.
     /// (That is safe because no settlement waits on a put of its own group: a message moved
     /// between queues is settled in its old queue only once its new record is durable.)
-    pub fn commit(&mut self) -> io::Result<()> {
+    pub fn commit_group(&mut self, settlements: bool) -> io::Result<()> {
         let written = self.write();
-        let synced = self.sync();
+        let synced = self.sync(settlements);
         written.and(synced)
+    }
+
+    /// A group commit that makes settlements durable too.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.commit_group(true)
     }
 
     /// Takes up to `max` live messages of `queue` from `from` on, to be read by the caller's
@@ -374,18 +452,38 @@ impl<P: Payload> Log<P> {
     pub fn take(&mut self, queue: u64, from: u64, max: usize) -> (ReadJob, io::Result<()>) {
         let written = self.write();
         let locs: Vec<Loc> = self.queues.get(&queue).map(|q| q.live_from(from, max).collect()).unwrap_or_default();
-        let next_from = locs.last().map_or(from, |l| l.seq + 1);
+        let mut next_from = locs.last().map_or(from, |l| l.seq + 1);
         let mut items = Vec::with_capacity(locs.len());
         for loc in &locs {
             let Some(seg) = self.segs.get(&loc.seg) else { continue };
-            items.push(ReadItem::new(loc.seq, loc.persistent(), seg.file.clone(), loc.offset, loc.len()));
+            items.push(ReadItem::file(loc.seq, loc.persistent(), seg.file.clone(), loc.offset, loc.len()));
             if !loc.persistent() {
                 if let Some(l) = self.queues.get_mut(&queue).and_then(|q| q.settle(loc.seq)) {
                     self.release(l);
                 }
             }
         }
-        (ReadJob { queue, items, covered: locs.len(), next_from }, written)
+        // Records a failed write left queued come after everything written (they are newer);
+        // read them from memory. Persistent ones stay queued: they still have to reach disk.
+        let mut covered = locs.len();
+        if let Some(ix) = self.pending_by_queue.get(&queue) {
+            for &i in ix {
+                let p = &mut self.pending[i];
+                if covered >= max || p.seq < from {
+                    continue;
+                }
+                let Some(payload) = &p.payload else { continue };
+                let mut bytes = Vec::with_capacity(payload.encoded_len());
+                payload.write_to(&mut bytes);
+                items.push(ReadItem::memory(p.seq, p.persistent, bytes.into()));
+                covered += 1;
+                next_from = p.seq + 1;
+                if !p.persistent {
+                    p.payload = None;
+                }
+            }
+        }
+        (ReadJob { queue, items, covered, next_from }, written)
     }
 
     /// What the log holds for `queue`.

@@ -10,9 +10,17 @@ use std::sync::Arc;
 pub struct ReadItem {
     pub seq: u64,
     pub persistent: bool,
-    file: Arc<File>,
-    offset: u64,
-    len: u32,
+    from: Source,
+}
+
+enum Source {
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u32,
+    },
+    /// A record not yet on disk (a write failed and it waits to be written again).
+    Memory(Bytes),
 }
 
 /// The messages of one queue that a page-in reads, in sequence order.
@@ -33,8 +41,12 @@ pub struct ReadRecord {
 }
 
 impl ReadItem {
-    pub(crate) fn new(seq: u64, persistent: bool, file: Arc<File>, offset: u32, len: u32) -> ReadItem {
-        ReadItem { seq, persistent, file, offset: offset as u64, len }
+    pub(crate) fn file(seq: u64, persistent: bool, file: Arc<File>, offset: u32, len: u32) -> ReadItem {
+        ReadItem { seq, persistent, from: Source::File { file, offset: offset as u64, len } }
+    }
+
+    pub(crate) fn memory(seq: u64, persistent: bool, payload: Bytes) -> ReadItem {
+        ReadItem { seq, persistent, from: Source::Memory(payload) }
     }
 }
 
@@ -45,22 +57,23 @@ impl ReadJob {
     pub fn run(&self) -> Vec<ReadRecord> {
         let mut out = Vec::with_capacity(self.items.len());
         for it in &self.items {
-            let total = HEADER + it.len as usize;
-            let mut buf = BytesMut::zeroed(total);
-            if let Err(e) = it.file.read_exact_at(&mut buf, it.offset) {
+            let (file, offset, len) = match &it.from {
+                Source::Memory(payload) => {
+                    out.push(ReadRecord { seq: it.seq, persistent: it.persistent, payload: payload.clone() });
+                    continue;
+                }
+                Source::File { file, offset, len } => (file, *offset, *len),
+            };
+            let mut buf = BytesMut::zeroed(HEADER + len as usize);
+            if let Err(e) = file.read_exact_at(&mut buf, offset) {
                 tracing::error!(queue = self.queue, seq = it.seq, error = %e, "message read failed; message lost");
                 continue;
             }
             let ok = record::parse_header(&buf)
-                .filter(|h| h.queue == self.queue && h.seq == it.seq && h.len == it.len)
+                .filter(|h| h.queue == self.queue && h.seq == it.seq && h.len == len)
                 .is_some_and(|h| record::verify(&h, &buf));
             if !ok {
-                tracing::error!(
-                    queue = self.queue,
-                    seq = it.seq,
-                    offset = it.offset,
-                    "message record fails its CRC; message lost"
-                );
+                tracing::error!(queue = self.queue, seq = it.seq, offset, "message record fails its CRC; message lost");
                 continue;
             }
             let payload = buf.split_off(HEADER).freeze();

@@ -115,7 +115,7 @@ impl<P: Payload> Log<P> {
                 Kind::Transient => q.max_seq = q.max_seq.max(e.seq),
                 Kind::Persistent if settled.contains(&e.offset) => q.max_seq = q.max_seq.max(e.seq),
                 Kind::Persistent => {
-                    q.push(Loc::new(e.seq, id, e.offset, e.len, true));
+                    q.stage(Loc::new(e.seq, id, e.offset, e.len, true));
                     seg.live += 1;
                 }
             }

@@ -253,7 +253,11 @@ impl MessageStore for Store {
     }
 
     fn notify_durable(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64) {
-        self.send(Op::Notify { listener, channel, token });
+        self.send(Op::Notify { listener, channel, token, settlements: false });
+    }
+
+    fn notify_settled(&self, listener: Arc<dyn DurableListener>, channel: u16, token: u64) {
+        self.send(Op::Notify { listener, channel, token, settlements: true });
     }
 
     fn load(&self, queue_id: u64, from_seq: u64, max: usize, done: LoadDone) {

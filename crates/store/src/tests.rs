@@ -137,6 +137,38 @@ fn a_failed_flush_is_reported_to_waiters() {
     assert_eq!(*seen.0.lock(), [(1, true), (2, false), (3, true)]);
 }
 
+/// A put whose write failed in one group must not be confirmed by a wait submitted in a later
+/// group: the channel submits its wait after the put, and the writer may have taken the put's
+/// group in between.
+#[test]
+fn a_wait_after_a_failed_write_is_told_of_it_until_the_write_succeeds() {
+    struct Seen(parking_lot::Mutex<Vec<(u64, bool)>>);
+    impl warren_broker::DurableListener for Seen {
+        fn durable(&self, _channel: u16, token: u64, ok: bool) {
+            self.0.lock().push((token, ok));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 0);
+    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let seen = Arc::new(Seen(parking_lot::Mutex::new(Vec::new())));
+    store.inject_write_failures(true);
+    store.put(7, 1, &Arc::new(message("lost?")), true);
+    // A round trip through the writer: the put's group has been committed (and failed).
+    assert!(load(&store, 7, 1, 10).len() == 1, "a page-in still sees the unwritten message");
+    store.notify_durable(seen.clone(), 1, 1);
+    while seen.0.lock().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    store.inject_write_failures(false);
+    store.notify_durable(seen.clone(), 1, 2);
+    store.close();
+    assert_eq!(*seen.0.lock(), [(1, false), (2, true)]);
+    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(rec.queues[0].1.count, 1, "the message was written once the disk worked again");
+    store.close();
+}
+
 #[test]
 fn settled_messages_stay_settled_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,8 @@ pub enum Op {
         listener: Arc<dyn DurableListener>,
         channel: u16,
         token: u64,
+        /// The settlements submitted before must be on disk too (a transaction's commit).
+        settlements: bool,
     },
     /// A page-in: the writer takes the locations from the log's index and hands the read
     /// to the reader thread, so a slow disk never holds up the group commits.
@@ -79,6 +81,10 @@ pub struct Writer {
 /// Operations taken per group; a bigger group shares one sync among more publishes.
 const MAX_GROUP: usize = 8192;
 
+/// Settlements are synced when a transaction needs them, and otherwise at most this long
+/// after they were written, so that acks are not redelivered after a crash long after.
+const SETTLEMENT_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
+
 enum Waiter {
     Listener(Arc<dyn DurableListener>, u16, u64),
     Done(SyncSender<Result<(), String>>),
@@ -88,9 +94,22 @@ impl Writer {
     pub fn run(mut self, rx: Receiver<Op>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut waiters = Vec::new();
-        while let Ok(first) = rx.recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
+        let mut settlements_synced = std::time::Instant::now();
+        loop {
+            let first = if self.log.settlements_unsynced() {
+                match rx.recv_timeout(SETTLEMENT_SYNC.saturating_sub(settlements_synced.elapsed())) {
+                    Ok(op) => Some(op),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) => break,
+                }
+            };
+            group.extend(first);
+            while !group.is_empty() && group.len() < MAX_GROUP {
                 match rx.try_recv() {
                     Ok(op) => group.push(op),
                     Err(_) => break,
@@ -98,16 +117,21 @@ impl Writer {
             }
             let mut failed: Option<String> = None;
             let mut meta_dirty = false;
+            let mut settle = settlements_synced.elapsed() >= SETTLEMENT_SYNC;
             let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
+                settle |= matches!(op, Op::Notify { settlements: true, .. } | Op::Shutdown);
                 let applied = self.apply(op, &mut waiters, &mut meta_dirty);
                 note_failure(&mut failed, "store write failed", applied);
             }
-            if !waiters.is_empty() && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            if meta_dirty && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
                 failed.get_or_insert_with(|| "injected write failure".into());
             }
-            let committed = self.log.commit().map_err(|e| e.to_string());
+            let committed = self.log.commit_group(settle).map_err(|e| e.to_string());
             note_failure(&mut failed, "message log commit failed", committed);
+            if settle {
+                settlements_synced = std::time::Instant::now();
+            }
             if meta_dirty {
                 let flushed = self.db.flush().map(drop).map_err(|e| e.to_string());
                 note_failure(&mut failed, "metadata flush failed", flushed);
@@ -160,10 +184,11 @@ impl Writer {
                     self.meta.remove(k).map_err(|e| e.to_string())?;
                 }
             }
-            Op::Notify { listener, channel, token } => waiters.push(Waiter::Listener(listener, channel, token)),
+            Op::Notify { listener, channel, token, .. } => waiters.push(Waiter::Listener(listener, channel, token)),
             Op::Shutdown => {}
             Op::SetFailure { on, done } => {
                 self.fail_writes.store(on, std::sync::atomic::Ordering::SeqCst);
+                self.log.inject_write_failures(on);
                 let _ = done.send(());
             }
             Op::Load { queue_id, from, max, done } => {

@@ -2,6 +2,7 @@
 //!
 //! Every key has a default, so a missing file (or an empty one) runs the broker exactly as
 //! RabbitMQ runs out of the box: guest/guest on vhost `/`, AMQP on 5672 on every address.
+use crate::alarm::{DiskFreeLimit, MemoryWatermark};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,13 @@ pub struct Config {
     pub memory_limit: usize,
     /// Bytes of the store's page cache (sled).
     pub store_cache: u64,
+    // Resource alarms (memory and disk watermarks, connection.blocked).
+    /// Memory the broker may use before publishing connections are blocked.
+    pub vm_memory_high_watermark: MemoryWatermark,
+    /// Milliseconds between checks of the broker's memory use.
+    pub memory_monitor_interval: u64,
+    /// Free space `data_dir`'s file system must keep before publishing connections are blocked.
+    pub disk_free_limit: DiskFreeLimit,
 }
 
 impl Default for Config {
@@ -84,6 +92,10 @@ impl Default for Config {
             queue_memory_window: 16 * 1024 * 1024,
             memory_limit: 256 * 1024 * 1024,
             store_cache: 64 * 1024 * 1024,
+            // Resource alarms.
+            vm_memory_high_watermark: MemoryWatermark::default(),
+            memory_monitor_interval: crate::alarm::settings::DEFAULT_MEMORY_MONITOR_INTERVAL,
+            disk_free_limit: DiskFreeLimit::default(),
         }
     }
 }
@@ -143,6 +155,12 @@ impl Config {
         if self.users.is_empty() {
             return Err(ConfigError::Invalid("users needs at least one user".into()));
         }
+        // Resource alarms.
+        self.vm_memory_high_watermark.check().map_err(ConfigError::Invalid)?;
+        self.disk_free_limit.check().map_err(ConfigError::Invalid)?;
+        if self.memory_monitor_interval == 0 {
+            return Err(ConfigError::Invalid("memory_monitor_interval must be at least 1 (milliseconds)".into()));
+        }
         Ok(())
     }
 }
@@ -167,5 +185,24 @@ mod tests {
         assert!(matches!(Config::from_toml("no_such_key = 1"), Err(ConfigError::Parse { .. })));
         assert!(matches!(Config::from_toml("frame_max = 10"), Err(ConfigError::Invalid(_))));
         assert!(matches!(Config::from_toml("heartbeat = \"x\""), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn alarm_thresholds_read_as_in_rabbitmq_conf_and_are_checked() {
+        let c = Config::from_toml(
+            "vm_memory_high_watermark.absolute = \"2GiB\"\nmemory_monitor_interval = 1000\n\
+             disk_free_limit.relative = 1.5",
+        )
+        .unwrap();
+        assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Absolute(2 << 30));
+        assert_eq!(c.memory_monitor_interval, 1000);
+        assert_eq!(c.disk_free_limit, DiskFreeLimit::Relative(1.5));
+        let invalid = |t: &str| matches!(Config::from_toml(t), Err(ConfigError::Invalid(_)));
+        assert!(invalid("vm_memory_high_watermark.relative = 1.2"));
+        assert!(invalid("disk_free_limit.relative = -1.0"));
+        assert!(invalid("memory_monitor_interval = 0"));
+        let parse_error = |t: &str| matches!(Config::from_toml(t), Err(ConfigError::Parse { .. }));
+        assert!(parse_error("disk_free_limit.absolute = \"50 MB\""));
+        assert!(parse_error("vm_memory_high_watermark = 0.4"), "the bare RabbitMQ 3.x classic-config form");
     }
 }

@@ -3,6 +3,7 @@
 //! [`Server::bind`] builds the routing engine from the config and binds the listeners;
 //! [`Server::run`] accepts connections until the shutdown future resolves, then closes
 //! every connection with 320 CONNECTION_FORCED and waits for them to finish.
+pub mod alarm;
 pub mod auth;
 pub mod config;
 mod connection;
@@ -89,11 +90,12 @@ impl Server {
             }
         }
         let users = Arc::new(auth::Users::new(&config.users));
+        let alarms = alarm::Alarms::new(&config);
         Ok(Server {
             store,
             listeners,
             addrs,
-            shared: Shared { config: Arc::new(config), users, broker, broker_store: Some(message_store) },
+            shared: Shared { config: Arc::new(config), users, broker, broker_store: Some(message_store), alarms },
         })
     }
 
@@ -117,6 +119,11 @@ impl Server {
         &self.shared.broker
     }
 
+    /// The resource alarms: their state, and their thresholds to change at run time.
+    pub fn alarms(&self) -> alarm::AlarmHandle {
+        alarm::AlarmHandle(self.shared.alarms.clone())
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection (320) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, _) = broadcast::channel::<()>(1);
@@ -129,8 +136,10 @@ impl Server {
             tracing::info!(addr = %a, "AMQP listener started");
         }
         let trimmer = tokio::spawn(memory::trim_after_drains(self.shared.broker.clone()));
+        let alarm_monitor = tokio::spawn(self.shared.alarms.clone().run());
         shutdown.await;
         trimmer.abort();
+        alarm_monitor.abort();
         tracing::info!("shutting down: closing connections with 320 CONNECTION_FORCED");
         let _ = stop_tx.send(());
         let mut conns = Vec::new();

@@ -306,3 +306,46 @@ async fn shutdown_closes_a_blocked_connection() {
     }
     timeout(PATIENCE, stopping).await.expect("broker did not stop").unwrap();
 }
+
+/// The `warren` binary takes the alarm keys from its config file, logs the thresholds and the
+/// alarm that starts at boot in RabbitMQ's words, and refuses an out-of-range watermark.
+#[test]
+fn the_binary_reads_the_alarm_keys_and_logs_the_alarm() {
+    if warren_it::skip_against_external("runs the warren binary") {
+        return;
+    }
+    let base = std::env::temp_dir().join(unique_name("alarm-config"));
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("rabbitmq.toml");
+    std::fs::write(&file, "vm_memory_high_watermark.absolute = 1\ndisk_free_limit.absolute = \"1kB\"\n").unwrap();
+    let data = base.join("data");
+    let mut broker = warren_it::BrokerProcess::spawn_args(&[
+        "--config".as_ref(),
+        file.as_os_str(),
+        "--amqp-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    // Logged while binding, so before the listener line spawn_args waited for.
+    let log = broker.log();
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    for line in [
+        "Memory high watermark set to 0 MiB (1 bytes) of ",
+        "vm_memory_high_watermark set. Memory used:",
+        "memory resource limit alarm set. *** Publishers will be blocked until this alarm clears ***",
+        "Disk free limit set to 0MB",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+    }
+    assert!(!log.contains("disk resource limit alarm set"), "{log}");
+
+    std::fs::write(&file, "vm_memory_high_watermark.relative = 1.5\n").unwrap();
+    let out =
+        std::process::Command::new(warren_it::warren_binary()).arg("--config").arg(&file).output().expect("run warren");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("vm_memory_high_watermark.relative must be between 0.0 and 1.0"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -118,7 +118,8 @@ impl Alarms {
     }
 }
 
-/// RabbitMQ's `blocked_by_message`: "low on " and the resources joined by " & ".
+/// RabbitMQ's `blocked_by_message`: "low on " and the resources joined by " & ". With both
+/// on, RabbitMQ joins them in its set's order, which it does not fix; we name memory first.
 fn reason(bits: u8) -> Option<&'static str> {
     match bits {
         0 => None,

@@ -106,20 +106,20 @@ async fn start_advertises_rabbitmq_server_properties() {
     };
     // What RabbitMQ 3.10 advertises and clients act on, less what Warren does not implement
     // yet: a client that sees a capability relies on it, so Warren must not claim
-    // connection.blocked (resource alarms), consumer_priorities or direct_reply_to until
-    // they work. RabbitMQ advertises them all.
+    // consumer_priorities or direct_reply_to until they work. RabbitMQ advertises them all.
     for cap in [
         "publisher_confirms",
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
     ] {
         assert_eq!(caps.get(cap).and_then(|v| v.as_bool()), Some(true), "capability {cap} in {caps:?}");
     }
     if !b.is_external() {
-        for cap in ["connection.blocked", "consumer_priorities", "direct_reply_to"] {
+        for cap in ["consumer_priorities", "direct_reply_to"] {
             assert_eq!(caps.get(cap), None, "Warren must not advertise {cap} before it works");
         }
     }

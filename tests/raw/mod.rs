@@ -193,6 +193,11 @@ impl Raw {
     /// Sends the protocol header, answers connection.start with PLAIN guest/guest and reads
     /// connection.tune into `server_tune`.
     pub async fn handshake_until_tune(&mut self) {
+        self.handshake_until_tune_as(FieldTable::default()).await
+    }
+
+    /// [`Raw::handshake_until_tune`] presenting `client_properties` (capabilities...).
+    pub async fn handshake_until_tune_as(&mut self, client_properties: FieldTable) {
         self.send(PROTOCOL_HEADER).await;
         let start = self.expect_method().await;
         assert!(
@@ -202,7 +207,7 @@ impl Raw {
         self.send(&method_frame(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: FieldTable::default(),
+                client_properties,
                 mechanism: "PLAIN".into(),
                 response: "\0guest\0guest".into(),
                 locale: "en_US".into(),

@@ -16,9 +16,21 @@ pub fn scratch_dir(base: &Path, what: &str) -> PathBuf {
 
 /// Runs `cmd`, echoing its stdout and stderr into the test output line by line as they come,
 /// and kills it if it runs past `timeout`. Returns the exit status and the stdout lines.
-pub fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String>) {
+pub fn run_streaming(cmd: Command, timeout: Duration) -> (ExitStatus, Vec<String>) {
+    run_dialog(cmd, timeout, |_| None)
+}
+
+/// [`run_streaming`] for a program that talks to the test: each stdout line is passed to
+/// `answer`, and what it returns (if anything) is written to the program's stdin as a line.
+pub fn run_dialog(
+    mut cmd: Command,
+    timeout: Duration,
+    mut answer: impl FnMut(&str) -> Option<String>,
+) -> (ExitStatus, Vec<String>) {
+    use std::io::Write;
     let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client program");
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client program");
+    let mut stdin = child.stdin.take();
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let readers = [
         forward(child.stdout.take().expect("stdout"), false, tx.clone()),
@@ -32,6 +44,10 @@ pub fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<St
         match rx.recv_timeout(left) {
             Ok((false, line)) => {
                 println!("{line}");
+                if let (Some(reply), Some(pipe)) = (answer(&line), stdin.as_mut()) {
+                    // A program that already exited closed its end; its output says why.
+                    let _ = writeln!(pipe, "{reply}").and_then(|_| pipe.flush());
+                }
                 stdout.push(line);
             }
             Ok((true, line)) => eprintln!("{line}"),
@@ -43,6 +59,7 @@ pub fn run_streaming(mut cmd: Command, timeout: Duration) -> (ExitStatus, Vec<St
             }
         }
     }
+    drop(stdin);
     for r in readers {
         let _ = r.join();
     }

@@ -22,6 +22,7 @@ pub struct TestBroker {
     pub data_dir: Option<std::path::PathBuf>,
     keep_data: bool,
     store: Option<std::sync::Arc<warren_store::Store>>,
+    alarms: Option<warren_server::alarm::AlarmHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -46,6 +47,11 @@ impl TestBroker {
     /// In-process brokers only.
     pub fn inject_write_failures(&self, on: bool) {
         self.store.as_ref().expect("an in-process broker").inject_write_failures(on);
+    }
+
+    /// The broker's resource alarms, to move their thresholds (in-process brokers only).
+    pub fn alarms(&self) -> &warren_server::alarm::AlarmHandle {
+        self.alarms.as_ref().expect("an in-process broker")
     }
 
     /// True when the tests run against an external broker (`WARREN_TEST_EXTERNAL`).
@@ -108,7 +114,15 @@ pub fn start_on_workers(workers: usize, tweak: impl FnOnce(&mut Config)) -> Test
             .expect("WARREN_TEST_EXTERNAL must be HOST:PORT")
             .next()
             .expect("WARREN_TEST_EXTERNAL resolved to no address");
-        return TestBroker { addr, data_dir: None, keep_data: true, store: None, stop: None, thread: None };
+        return TestBroker {
+            addr,
+            data_dir: None,
+            keep_data: true,
+            store: None,
+            alarms: None,
+            stop: None,
+            thread: None,
+        };
     }
     let mut config = Config::for_tests();
     tweak(&mut config);
@@ -123,7 +137,7 @@ pub fn start_on_workers(workers: usize, tweak: impl FnOnce(&mut Config)) -> Test
             .expect("test runtime");
         rt.block_on(async move {
             let server = warren_server::Server::bind(config).await.expect("bind test broker");
-            addr_tx.send((server.amqp_addrs()[0], server.store().clone())).expect("report address");
+            addr_tx.send((server.amqp_addrs()[0], server.store().clone(), server.alarms())).expect("report address");
             server
                 .run(async {
                     let _ = stop_rx.await;
@@ -131,8 +145,16 @@ pub fn start_on_workers(workers: usize, tweak: impl FnOnce(&mut Config)) -> Test
                 .await;
         });
     });
-    let (addr, store) = addr_rx.recv().expect("test broker failed to start");
-    TestBroker { addr, data_dir, keep_data: false, store: Some(store), stop: Some(stop_tx), thread: Some(thread) }
+    let (addr, store, alarms) = addr_rx.recv().expect("test broker failed to start");
+    TestBroker {
+        addr,
+        data_dir,
+        keep_data: false,
+        store: Some(store),
+        alarms: Some(alarms),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
 }
 
 /// The `warren` binary next to the test executables (the README's test command builds it

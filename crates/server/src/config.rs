@@ -3,6 +3,7 @@
 //! Every key has a default, so a missing file (or an empty one) runs the broker exactly as
 //! RabbitMQ runs out of the box: guest/guest on vhost `/`, AMQP on 5672 on every address.
 pub use crate::limit::Limit;
+use crate::alarm::{DiskFreeLimit, MemoryWatermark};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,14 @@ pub struct Config {
     /// can make the broker buffer and parse (client properties, SASL response) before it
     /// has logged in.
     pub initial_frame_max: u32,
+
+    // Resource alarms (memory and disk watermarks, connection.blocked).
+    /// Memory the broker may use before publishing connections are blocked.
+    pub vm_memory_high_watermark: MemoryWatermark,
+    /// Milliseconds between checks of the broker's memory use.
+    pub memory_monitor_interval: u64,
+    /// Free space `data_dir`'s file system must keep before publishing connections are blocked.
+    pub disk_free_limit: DiskFreeLimit,
 }
 
 impl Default for Config {
@@ -106,6 +115,11 @@ impl Default for Config {
             connection_max: Limit::Infinity,
             consumer_timeout: Limit::Value(1_800_000),
             initial_frame_max: 4096,
+
+            // Resource alarms.
+            vm_memory_high_watermark: MemoryWatermark::default(),
+            memory_monitor_interval: crate::alarm::settings::DEFAULT_MEMORY_MONITOR_INTERVAL,
+            disk_free_limit: DiskFreeLimit::default(),
         }
     }
 }
@@ -176,6 +190,12 @@ impl Config {
                 "consumer_timeout must be at least 1 (milliseconds), or \"infinity\" to disable it".into(),
             ));
         }
+        // Resource alarms.
+        self.vm_memory_high_watermark.check().map_err(ConfigError::Invalid)?;
+        self.disk_free_limit.check().map_err(ConfigError::Invalid)?;
+        if self.memory_monitor_interval == 0 {
+            return Err(ConfigError::Invalid("memory_monitor_interval must be at least 1 (milliseconds)".into()));
+        }
         Ok(())
     }
 }
@@ -223,5 +243,24 @@ mod tests {
         assert_eq!(Config::from_toml("heartbeat = 65535").unwrap().heartbeat, 65535);
         assert!(matches!(Config::from_toml("heartbeat = 65536"), Err(ConfigError::Parse { .. })));
         assert!(matches!(Config::from_toml("heartbeat = -1"), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn alarm_thresholds_read_as_in_rabbitmq_conf_and_are_checked() {
+        let c = Config::from_toml(
+            "vm_memory_high_watermark.absolute = \"2GiB\"\nmemory_monitor_interval = 1000\n\
+             disk_free_limit.relative = 1.5",
+        )
+        .unwrap();
+        assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Absolute(2 << 30));
+        assert_eq!(c.memory_monitor_interval, 1000);
+        assert_eq!(c.disk_free_limit, DiskFreeLimit::Relative(1.5));
+        let invalid = |t: &str| matches!(Config::from_toml(t), Err(ConfigError::Invalid(_)));
+        assert!(invalid("vm_memory_high_watermark.relative = 1.2"));
+        assert!(invalid("disk_free_limit.relative = -1.0"));
+        assert!(invalid("memory_monitor_interval = 0"));
+        let parse_error = |t: &str| matches!(Config::from_toml(t), Err(ConfigError::Parse { .. }));
+        assert!(parse_error("disk_free_limit.absolute = \"50 MB\""));
+        assert!(parse_error("vm_memory_high_watermark = 0.4"), "the bare RabbitMQ 3.x classic-config form");
     }
 }

@@ -3,6 +3,7 @@
 //! [`Server::bind`] builds the routing engine from the config and binds the listeners;
 //! [`Server::run`] accepts connections until the shutdown future resolves, then closes
 //! every connection with 320 CONNECTION_FORCED and waits for them to finish.
+pub mod alarm;
 pub mod auth;
 pub mod config;
 mod connection;
@@ -90,6 +91,7 @@ impl Server {
             }
         }
         let users = Arc::new(auth::Users::new(&config.users));
+        let alarms = alarm::Alarms::new(&config);
         Ok(Server {
             store,
             listeners,
@@ -100,6 +102,7 @@ impl Server {
                 broker,
                 broker_store: Some(message_store),
                 connections: Default::default(),
+                alarms,
             },
         })
     }
@@ -124,6 +127,11 @@ impl Server {
         &self.shared.broker
     }
 
+    /// The resource alarms: their state, and their thresholds to change at run time.
+    pub fn alarms(&self) -> alarm::AlarmHandle {
+        alarm::AlarmHandle(self.shared.alarms.clone())
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection (320) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, _) = broadcast::channel::<()>(1);
@@ -136,8 +144,10 @@ impl Server {
             tracing::info!(addr = %a, "AMQP listener started");
         }
         let trimmer = tokio::spawn(memory::trim_after_drains(self.shared.broker.clone()));
+        let alarm_monitor = tokio::spawn(self.shared.alarms.clone().run());
         shutdown.await;
         trimmer.abort();
+        alarm_monitor.abort();
         tracing::info!("shutting down: closing connections with 320 CONNECTION_FORCED");
         let _ = stop_tx.send(());
         let mut conns = Vec::new();

@@ -15,9 +15,14 @@ impl Connection {
     /// connection is ending.
     pub(super) fn handle_input(&mut self) -> Option<String> {
         let mut ended = None;
+        // One load per pass: an alarm raised during the pass blocks at the next one.
+        let alarmed = self.throttle.alarms.any();
         loop {
             if self.phase == Phase::Done {
                 self.inbuf.clear();
+                break;
+            }
+            if self.throttle.is_blocked() && self.phase == Phase::Open {
                 break;
             }
             let frame = match decode_frame(&mut self.inbuf, self.ctx.frame_max) {
@@ -32,9 +37,16 @@ impl Connection {
                     break;
                 }
             };
+            let content = alarmed && matches!(frame, Frame::Header { .. } | Frame::Body { .. });
             if let Err(e) = self.handle_frame(frame) {
                 ended = Some(format!("{} - {}", e.code.code(), e.text));
                 self.connection_error(e);
+            }
+            // RabbitMQ blocks a publisher on the content frame that finds an alarm on; the
+            // rest of the buffer waits (its `recvloop` parses nothing while blocked).
+            if content && self.phase == Phase::Open && self.throttle.block(&mut self.out) {
+                tracing::debug!(peer = %self.peer, conn = self.ctx.id, "connection blocked by a resource alarm");
+                break;
             }
         }
         // One confirm ack per channel per pass, covering everything this pass published.

@@ -22,6 +22,8 @@ pub struct Opened {
     pub heartbeat: u16,
     pub cancel_notify: bool,
     pub client_name: Option<String>,
+    /// The client takes connection.blocked / connection.unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Why the handshake did not complete.
@@ -59,6 +61,7 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
     ] {
@@ -180,6 +183,7 @@ impl Handshake<'_> {
         };
         let props = &start_ok.client_properties;
         let cancel_notify = client_capability(props, "consumer_cancel_notify");
+        let blocked_notify = client_capability(props, "connection.blocked");
         let client_name = match props.inner().get("connection_name") {
             Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
             _ => None,
@@ -268,6 +272,15 @@ impl Handshake<'_> {
             return Err(self.refuse(e).await);
         }
         self.send(connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
-        Ok(Opened { user, vhost, channel_max, frame_max, heartbeat: tune_ok.heartbeat, cancel_notify, client_name })
+        Ok(Opened {
+            user,
+            vhost,
+            channel_max,
+            frame_max,
+            heartbeat: tune_ok.heartbeat,
+            cancel_notify,
+            client_name,
+            blocked_notify,
+        })
     }
 }

@@ -3,7 +3,8 @@
 //! The loop reads whatever the socket has, handles every whole frame, drains the mailbox
 //! of deliveries from queues, and writes everything produced with vectored writes: one
 //! pass, one batch of syscalls, no per-frame flush. Reading pauses (TCP back-pressure)
-//! while the outbound buffer is over its bound or a queue we publish to is flow-blocked.
+//! while the outbound buffer is over its bound or a queue we publish to is flow-blocked,
+//! and while a resource alarm blocks it (`throttle.rs`).
 mod channel_map;
 mod consumer_timeout;
 mod count;
@@ -11,6 +12,7 @@ mod dispatch;
 mod handshake;
 mod io;
 mod mailbox;
+mod throttle;
 
 use crate::auth::Users;
 use crate::config::Config;
@@ -23,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use throttle::Throttle;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use warren_broker::{Broker, QueueHandle};
@@ -40,6 +43,8 @@ pub struct Shared {
     pub broker_store: Option<Arc<dyn warren_broker::MessageStore>>,
     /// Connections alive on the node (`connection_max`).
     pub connections: Arc<ConnectionCount>,
+    /// The resource alarms (memory, disk): publishers are blocked while one is on.
+    pub alarms: Arc<crate::alarm::Alarms>,
 }
 
 /// A channel and whether we are waiting for the client's channel.close-ok.
@@ -79,6 +84,8 @@ pub(crate) struct Connection {
     /// Current read-buffer growth step (see `io::read_available`).
     read_chunk: usize,
     events: Vec<Event>,
+    /// Resource-alarm blocking (connection.blocked / unblocked).
+    pub throttle: Throttle,
 }
 
 /// How long we wait for connection.close-ok after sending connection.close.
@@ -151,6 +158,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         consumer_timeout: shared.config.consumer_timeout.value().map(ConsumerTimeout::new),
         read_chunk: io::READ_CHUNK_MIN,
         events: Vec::new(),
+        throttle: Throttle::new(shared.alarms.clone(), opened.blocked_notify),
     };
     let reason = conn.run(&mut shutdown).await;
     conn.release_all();
@@ -188,7 +196,12 @@ impl Connection {
             if self.phase == Phase::Done && self.out.is_empty() {
                 return reason;
             }
-            let want_read = self.phase != Phase::Done && self.out.len() < self.max_outbound && self.blocked.is_empty();
+            // A connection blocked by an alarm reads again to close (RabbitMQ: once closing).
+            let alarm_blocked = self.throttle.is_blocked() && self.phase == Phase::Open;
+            let want_read = self.phase != Phase::Done
+                && self.out.len() < self.max_outbound
+                && self.blocked.is_empty()
+                && !alarm_blocked;
             let deadline = self.close_deadline;
             tokio::select! {
                 _ = shutdown.recv(), if self.phase == Phase::Open => {
@@ -230,9 +243,19 @@ impl Connection {
                     // that is still over its threshold blocks us again after this pass.
                     self.blocked.clear();
                 }
+                _ = self.throttle.alarms.cleared(), if alarm_blocked => {
+                    self.throttle.unblock(&mut self.out);
+                    // We were not reading, so the peer's silence meant nothing.
+                    self.last_read = Instant::now();
+                    // Frames that arrived before the block are still in the buffer.
+                    if let Some(r) = self.handle_input() {
+                        reason = r;
+                    }
+                }
                 _ = ticker.tick(), if hb.is_some() => {
                     let h = hb.unwrap_or_default();
-                    if self.last_read.elapsed() > h * 2 {
+                    // RabbitMQ pauses its heartbeat monitor while it does not read.
+                    if !alarm_blocked && self.last_read.elapsed() > h * 2 {
                         return format!("missed heartbeats from client, timeout: {}s", h.as_secs());
                     }
                     if self.last_write.elapsed() >= h / 2 {

@@ -297,11 +297,25 @@ async fn a_disk_write_failure_nacks_publishes_and_the_broker_keeps_serving() {
     assert!(send(b"before").await.is_ack());
     b.inject_write_failures(true);
     assert!(send(b"during").await.is_nack(), "a persistent message that could not be written must be nacked");
-    // Transient messages do not need the disk: still confirmed.
+    // The failed write raises the disk alarm, as RabbitMQ's disk alarm does for a full disk:
+    // publishers are blocked until the store writes again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.alarms().status().disk_alarm {
+        assert!(std::time::Instant::now() < deadline, "no disk alarm after a failed write");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(b.alarms().status().store_write_failing);
+    // Consumers still get what is there.
+    let (_c2, ch2) = channel(&b).await;
+    let got = ch2.basic_get("f.q".into(), BasicGetOptions::default()).await.unwrap().unwrap();
+    assert_eq!(got.delivery.data, b"before");
+    got.nack(lapin::options::BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
+    b.inject_write_failures(false);
+    // The writer retries on its own; then the alarm clears and publishing works again.
+    assert!(send(b"after").await.is_ack());
+    assert!(!b.alarms().status().disk_alarm);
     let c = ch.basic_publish("".into(), "f.q".into(), BasicPublishOptions::default(), b"transient", Default::default());
     assert!(c.await.unwrap().await.unwrap().is_ack());
-    b.inject_write_failures(false);
-    assert!(send(b"after").await.is_ack());
     // The broker kept serving on the same channel.
     let got = ch.basic_get("f.q".into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(got.delivery.data, b"before");

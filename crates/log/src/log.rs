@@ -423,6 +423,11 @@ impl<P: Payload> Log<P> {
         self.fail_writes = on;
     }
 
+    /// Records or marks wait to be written (a write failed and they wait for the next).
+    pub fn has_unwritten(&self) -> bool {
+        self.pending.iter().any(|p| p.payload.is_some()) || !self.dirty_marks.is_empty()
+    }
+
     /// Settlements are written but not yet synced.
     pub fn settlements_unsynced(&self) -> bool {
         !self.acks_unsynced.is_empty()

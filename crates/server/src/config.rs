@@ -2,8 +2,8 @@
 //!
 //! Every key has a default, so a missing file (or an empty one) runs the broker exactly as
 //! RabbitMQ runs out of the box: guest/guest on vhost `/`, AMQP on 5672 on every address.
-pub use crate::limit::Limit;
 use crate::alarm::{DiskFreeLimit, MemoryWatermark};
+pub use crate::limit::Limit;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -92,6 +92,8 @@ impl Server {
         }
         let users = Arc::new(auth::Users::new(&config.users));
         let alarms = alarm::Alarms::new(&config);
+        let on_store = alarms.clone();
+        store.on_health_change(Box::new(move |healthy| on_store.store_health(healthy)));
         Ok(Server {
             store,
             listeners,

@@ -44,8 +44,13 @@ pub enum StoreError {
 /// back-pressure instead of an unbounded queue.
 const QUEUE_DEPTH: usize = 65_536;
 
+/// Told `false` when a write group fails (a full or broken disk), and `true` once one
+/// succeeds with nothing left waiting to be written. The server raises its disk alarm on it.
+pub type HealthListener = Box<dyn Fn(bool) + Send + Sync>;
+
 pub struct Store {
     tx: SyncSender<Op>,
+    health: Arc<parking_lot::Mutex<Option<HealthListener>>>,
     /// Fault injection for tests: while set, every group fails as a disk error would.
     fail_writes: Arc<std::sync::atomic::AtomicBool>,
     /// The writer thread; joined by [`Store::close`], after which the database (and its
@@ -109,11 +114,18 @@ impl Store {
             .spawn(move || reader::run(read_rx))
             .map_err(spawn_err)?;
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = Writer { db, meta, log, reader: read_tx, fail_writes: fail_writes.clone() };
+        let health: Arc<parking_lot::Mutex<Option<HealthListener>>> = Default::default();
+        let w = Writer { db, meta, log, reader: read_tx, fail_writes: fail_writes.clone(), health: health.clone() };
         let handle =
             std::thread::Builder::new().name("warren-store".into()).spawn(move || w.run(rx)).map_err(spawn_err)?;
         let lock_file = dir.join("sled").join("db");
-        Ok((Arc::new(Store { tx, fail_writes, writer: parking_lot::Mutex::new(Some(handle)), lock_file }), recovered))
+        let writer = parking_lot::Mutex::new(Some(handle));
+        Ok((Arc::new(Store { tx, health, fail_writes, writer, lock_file }), recovered))
+    }
+
+    /// Calls `listener` whenever writing starts failing or works again.
+    pub fn on_health_change(&self, listener: HealthListener) {
+        *self.health.lock() = Some(listener);
     }
 
     /// Makes every following write group fail (until called with false), as a full or broken

@@ -76,6 +76,7 @@ pub struct Writer {
     pub meta: sled::Tree,
     pub log: Log<Entry>,
     pub reader: Sender<ReadRequest>,
+    pub health: Arc<parking_lot::Mutex<Option<crate::HealthListener>>>,
 }
 
 /// Operations taken per group; a bigger group shares one sync among more publishes.
@@ -84,6 +85,9 @@ const MAX_GROUP: usize = 8192;
 /// Settlements are synced when a transaction needs them, and otherwise at most this long
 /// after they were written, so that acks are not redelivered after a crash long after.
 const SETTLEMENT_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// After a failed write, how often the writer tries again on its own.
+const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 enum Waiter {
     Listener(Arc<dyn DurableListener>, u16, u64),
@@ -95,9 +99,19 @@ impl Writer {
         let mut group = Vec::with_capacity(MAX_GROUP);
         let mut waiters = Vec::new();
         let mut settlements_synced = std::time::Instant::now();
+        let mut last_healthy = true;
         loop {
-            let first = if self.log.settlements_unsynced() {
-                match rx.recv_timeout(SETTLEMENT_SYNC.saturating_sub(settlements_synced.elapsed())) {
+            // Wake without work to retry what a failed write left (the disk may have room
+            // again) or to sync settlements that have waited long enough.
+            let wake = if !last_healthy && self.log.has_unwritten() {
+                Some(WRITE_RETRY)
+            } else if self.log.settlements_unsynced() {
+                Some(SETTLEMENT_SYNC.saturating_sub(settlements_synced.elapsed()))
+            } else {
+                None
+            };
+            let first = if let Some(wake) = wake {
+                match rx.recv_timeout(wake) {
                     Ok(op) => Some(op),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -135,6 +149,18 @@ impl Writer {
             if meta_dirty {
                 let flushed = self.db.flush().map(drop).map_err(|e| e.to_string());
                 note_failure(&mut failed, "metadata flush failed", flushed);
+            }
+            let healthy = failed.is_none();
+            if healthy != last_healthy {
+                last_healthy = healthy;
+                if healthy {
+                    tracing::warn!("the store writes again");
+                } else {
+                    tracing::error!("the store cannot write: raising the disk alarm until it can");
+                }
+                if let Some(tell) = &*self.health.lock() {
+                    tell(healthy);
+                }
             }
             coalesce(&mut waiters);
             for w in waiters.drain(..) {

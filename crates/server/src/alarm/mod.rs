@@ -35,6 +35,8 @@ pub struct Alarms {
     rescheduled: Notify,
     /// Thresholds and readings (never touched on the publish path).
     monitor: Mutex<Monitor>,
+    /// The store's last write group failed: the disk alarm is on whatever the free space.
+    store_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Alarms {
@@ -53,6 +55,7 @@ impl Alarms {
             changed: Notify::new(),
             rescheduled: Notify::new(),
             monitor: Mutex::new(monitor),
+            store_failing: Default::default(),
         });
         alarms.publish(&alarms.monitor.lock());
         alarms
@@ -101,9 +104,17 @@ impl Alarms {
         }
     }
 
+    /// The store could not write (false) or writes again (true). A disk that fails writes is
+    /// out of space as far as publishers are concerned, so this drives the disk alarm too.
+    pub fn store_health(&self, healthy: bool) {
+        self.store_failing.store(!healthy, Ordering::Release);
+        self.publish(&self.monitor.lock());
+    }
+
     /// Makes the monitor's verdict the one connections see, waking them if it changed.
     fn publish(&self, m: &Monitor) {
-        let bits = if m.memory_alarm { MEMORY } else { 0 } | if m.disk_alarm { DISK } else { 0 };
+        let disk = m.disk_alarm || self.store_failing.load(Ordering::Acquire);
+        let bits = if m.memory_alarm { MEMORY } else { 0 } | if disk { DISK } else { 0 };
         if self.raised.swap(bits, Ordering::AcqRel) != bits {
             self.changed.notify_waiters();
         }
@@ -133,7 +144,10 @@ fn reason(bits: u8) -> Option<&'static str> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmStatus {
     pub memory_alarm: bool,
+    /// Free space under the limit, or the store failing to write.
     pub disk_alarm: bool,
+    /// The store's last write group failed (a full or broken disk).
+    pub store_write_failing: bool,
     /// Memory available to the broker (machine or cgroup), bytes.
     pub total_memory: u64,
     /// The watermark in bytes.
@@ -177,9 +191,11 @@ impl AlarmHandle {
 
     pub fn status(&self) -> AlarmStatus {
         let m = self.0.monitor.lock();
+        let store_write_failing = self.0.store_failing.load(Ordering::Acquire);
         AlarmStatus {
             memory_alarm: m.memory_alarm,
-            disk_alarm: m.disk_alarm,
+            disk_alarm: m.disk_alarm || store_write_failing,
+            store_write_failing,
             total_memory: m.total_memory,
             memory_limit: m.memory_limit,
             memory_used: m.memory_used,

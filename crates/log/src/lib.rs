@@ -20,6 +20,7 @@ mod read;
 mod record;
 mod recover;
 mod segment;
+mod spare;
 #[cfg(test)]
 mod tests;
 

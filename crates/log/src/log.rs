@@ -91,11 +91,14 @@ pub struct Log<P> {
     pub(crate) next_id: u32,
     /// Fault injection: while set, every write fails as a full or broken disk's would.
     fail_writes: bool,
+    /// Zero-filled files for new segments.
+    spares: crate::spare::Spares,
 }
 
 impl<P: Payload> Log<P> {
     pub(crate) fn empty(dir: PathBuf, opts: Options) -> Log<P> {
         Log {
+            spares: crate::spare::Spares::new(&dir, opts.segment_bytes),
             dir,
             opts,
             segs: BTreeMap::new(),
@@ -261,7 +264,11 @@ impl<P: Payload> Log<P> {
         let offset = self.active_len() as u32;
         record::encode(&mut self.buf, kind, p.queue, p.seq, len, |b| payload.write_to(b));
         let seg = self.segs.get_mut(&self.active).expect("active segment exists");
-        seg.note_record(kind, p.queue, p.seq, offset, len as u32);
+        if p.persistent {
+            // Transient records are dead at the next start: recovery has no use for them, and
+            // a paging queue then costs no summary memory per message.
+            seg.note_record(kind, p.queue, p.seq, offset, len as u32);
+        }
         seg.live += 1;
         let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
         self.queues.entry(p.queue).or_default().push(loc);
@@ -352,7 +359,7 @@ impl<P: Payload> Log<P> {
                 self.doomed.push(old.id);
             }
         }
-        let seg = Segment::create(&self.dir, next)?;
+        let seg = Segment::create(&self.dir, next, &self.spares)?;
         self.next_id = next + 1;
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.segs.insert(next, seg);

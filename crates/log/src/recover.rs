@@ -77,14 +77,17 @@ impl<P: Payload> Log<P> {
                 let data = std::fs::read(&path).map_err(err)?;
                 let (entries, good) = scan(&data);
                 if (good as u64) < size {
-                    // Nothing valid after `good`: the tail of a write that never finished
-                    // (in the last segment) or damage at the end of an older one.
-                    tracing::warn!(
-                        segment = id,
-                        at = good,
-                        dropped = size - good as u64,
-                        "incomplete records at a segment's end cut off"
-                    );
+                    // Nothing valid after `good`: the zeros a segment is filled with before it
+                    // is written, or the tail of a write that never finished (in the last
+                    // segment), or damage at the end of an older one.
+                    if data[good..].iter().any(|&b| b != 0) {
+                        tracing::warn!(
+                            segment = id,
+                            at = good,
+                            dropped = size - good as u64,
+                            "incomplete records at a segment's end cut off"
+                        );
+                    }
                     if is_last {
                         file.set_len(good as u64).map_err(err)?;
                         file.sync_all().map_err(err)?;
@@ -99,7 +102,7 @@ impl<P: Payload> Log<P> {
         let mut orphans = 0;
         for e in &entries {
             let Some(kind) = Kind::from_u8(e.kind) else { continue };
-            if is_last {
+            if is_last && kind != Kind::Transient {
                 seg.note_record(kind, e.queue, e.seq, e.offset, e.len);
             }
             if !known(e.queue) {

@@ -48,9 +48,9 @@ pub struct Segment {
 pub const SUMMARY_ENTRY: usize = 1 + 8 + 8 + 4 + 4;
 
 impl Segment {
-    pub fn create(dir: &Path, id: u32) -> io::Result<Segment> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(data_path(dir, id))?;
-        Ok(Segment::with_file(id, file, 0))
+    /// A new, empty segment whose file is zero-filled (see [`crate::spare`]).
+    pub fn create(dir: &Path, id: u32, spares: &crate::spare::Spares) -> io::Result<Segment> {
+        Ok(Segment::with_file(id, spares.take(&data_path(dir, id))?, 0))
     }
 
     pub fn with_file(id: u32, file: File, size: u64) -> Segment {
@@ -90,6 +90,8 @@ impl Segment {
     /// Writes the `.idx` summary of a segment that takes no more records. Not synced: a missing
     /// or damaged summary only makes recovery read the data file instead.
     pub fn seal(&mut self, dir: &Path) -> io::Result<()> {
+        // The zeros past the last record are not needed any more: give them back.
+        self.file.set_len(self.size)?;
         let mut out = std::mem::take(&mut self.summary);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&self.size.to_le_bytes());
@@ -178,7 +180,7 @@ mod tests {
     #[test]
     fn summary_round_trips_and_checks_size_and_crc() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Segment::create(dir.path(), 3).unwrap();
+        let mut s = Segment::create(dir.path(), 3, &crate::spare::Spares::new(dir.path(), 4096)).unwrap();
         s.note_record(Kind::Persistent, 9, 1, 0, 10);
         s.note_record(Kind::Mark, 9, 1, 35, 0);
         s.size = 60;

@@ -63,6 +63,10 @@ pub struct Config {
     pub memory_limit: usize,
     /// Bytes of the store's page cache (sled).
     pub store_cache: u64,
+    /// Bytes at which a message log segment file stops taking records (RabbitMQ's message store
+    /// file size, `msg_store_file_size_limit`). Segments are zero-filled to this size when
+    /// created, so that syncs do not grow the file.
+    pub msg_store_file_size_limit: u64,
 
     // Limits and timeouts (RabbitMQ's names, units and defaults).
     /// Milliseconds a client has from connecting to connection.open-ok; then the socket is
@@ -109,6 +113,7 @@ impl Default for Config {
             queue_memory_window: 16 * 1024 * 1024,
             memory_limit: 256 * 1024 * 1024,
             store_cache: 64 * 1024 * 1024,
+            msg_store_file_size_limit: 16 * 1024 * 1024,
 
             // Limits and timeouts.
             handshake_timeout: 10_000,
@@ -140,6 +145,8 @@ impl Config {
             mgmt_listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir,
             store_cache: 8 * 1024 * 1024,
+            // Every test broker zero-fills a segment and a spare: keep that small.
+            msg_store_file_size_limit: 1024 * 1024,
             ..Config::default()
         }
     }
@@ -169,6 +176,9 @@ impl Config {
         // 4096 is the spec's frame_min_size; smaller cannot carry a connection.start.
         if self.frame_max < 4096 {
             return Err(ConfigError::Invalid("frame_max must be at least 4096".into()));
+        }
+        if self.msg_store_file_size_limit < 64 * 1024 || self.msg_store_file_size_limit > u32::MAX as u64 {
+            return Err(ConfigError::Invalid("msg_store_file_size_limit must be between 65536 and 4294967295".into()));
         }
         if self.channel_max == 0 {
             return Err(ConfigError::Invalid("channel_max must be at least 1".into()));

@@ -56,7 +56,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
-        let (store, recovered) = warren_store::Store::open(&config.data_dir, config.store_cache)?;
+        let log = warren_log::Options { segment_bytes: config.msg_store_file_size_limit };
+        let (store, recovered) = warren_store::Store::open_with(&config.data_dir, config.store_cache, log)?;
         let (queues, messages) = (recovered.queues.len(), recovered.queues.iter().map(|(_, s)| s.count).sum::<usize>());
         let settings = BrokerSettings {
             queue_flow_threshold: config.queue_flow_threshold,

@@ -35,6 +35,11 @@ fn when_unlocked<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T 
     }
 }
 
+/// Opens the store with small log segments (each is zero-filled when created).
+fn open(dir: &std::path::Path) -> Result<(Arc<Store>, warren_broker::Recovered), crate::StoreError> {
+    Store::open_with(dir, 1 << 20, warren_log::Options { segment_bytes: 256 << 10 })
+}
+
 /// A page-in, waited for.
 fn load(store: &Store, queue: u64, from: u64, max: usize) -> Vec<StoredMessage> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -56,7 +61,7 @@ fn queue_meta(id: u64) -> QueueMeta {
 
 /// Writes a durable queue with `n` persistent messages and closes the store.
 fn fill(dir: &std::path::Path, n: u64) {
-    let (store, _) = Store::open(dir, 1 << 20).unwrap();
+    let (store, _) = open(dir).unwrap();
     store.record(&MetaChange::AddVHost { name: "/".into() }).unwrap();
     store.record(&MetaChange::DeclareQueue(queue_meta(7))).unwrap();
     for seq in 1..=n {
@@ -69,7 +74,7 @@ fn fill(dir: &std::path::Path, n: u64) {
 fn recovery_counts_entries_and_load_returns_them_in_order() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 100);
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = open(dir.path()).unwrap();
     assert_eq!(rec.vhosts, ["/"]);
     let (meta, state) = &rec.queues[0];
     assert_eq!((meta.id, state.count, state.first_seq, state.last_seq), (7, 100, 1, 100));
@@ -101,7 +106,7 @@ fn damaged_records_are_skipped_and_the_rest_recovered() {
         db.open_tree("meta").unwrap().insert(b"q/\0broken", b"not json").unwrap();
         db.flush().unwrap();
     }
-    let (store, rec) = when_unlocked(|| Store::open(dir.path(), 1 << 20));
+    let (store, rec) = when_unlocked(|| open(dir.path()));
     assert_eq!(rec.queues.len(), 1, "the unreadable queue record is skipped, the good one kept");
     assert_eq!(rec.queues[0].1.count, 9, "the damaged record fails its CRC at recovery, the ones after it are kept");
     let seqs: Vec<u64> = load(&store, 7, 1, 1000).iter().map(|m| m.seq).collect();
@@ -118,7 +123,7 @@ fn a_failed_flush_is_reported_to_waiters() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, _) = open(dir.path()).unwrap();
     let seen = Arc::new(Seen(parking_lot::Mutex::new(Vec::new())));
     store.put(1, 1, &Arc::new(message("a")), true);
     store.notify_durable(seen.clone(), 1, 1);
@@ -150,7 +155,7 @@ fn a_wait_after_a_failed_write_is_told_of_it_until_the_write_succeeds() {
     }
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 0);
-    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, _) = open(dir.path()).unwrap();
     let seen = Arc::new(Seen(parking_lot::Mutex::new(Vec::new())));
     store.inject_write_failures(true);
     store.put(7, 1, &Arc::new(message("lost?")), true);
@@ -164,7 +169,7 @@ fn a_wait_after_a_failed_write_is_told_of_it_until_the_write_succeeds() {
     store.notify_durable(seen.clone(), 1, 2);
     store.close();
     assert_eq!(*seen.0.lock(), [(1, false), (2, true)]);
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = open(dir.path()).unwrap();
     assert_eq!(rec.queues[0].1.count, 1, "the message was written once the disk worked again");
     store.close();
 }
@@ -173,29 +178,32 @@ fn a_wait_after_a_failed_write_is_told_of_it_until_the_write_succeeds() {
 fn settled_messages_stay_settled_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 10);
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = open(dir.path()).unwrap();
     assert_eq!(rec.queues[0].1.count, 10);
     store.remove(7, &[1, 2, 5, 10]);
     store.close();
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = open(dir.path()).unwrap();
     let (_, state) = &rec.queues[0];
     assert_eq!((state.count, state.first_seq, state.last_seq), (6, 3, 10));
     let seqs: Vec<u64> = load(&store, 7, 1, 100).iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [3, 4, 6, 7, 8, 9]);
     store.remove(7, &seqs);
     store.close();
-    let (store, rec) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, rec) = open(dir.path()).unwrap();
     assert_eq!(rec.queues[0].1.count, 0);
     store.close();
-    let bytes: u64 =
-        std::fs::read_dir(dir.path().join("log")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-    assert!(bytes < 200, "fully settled segments are deleted; {bytes} bytes are left");
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".spare"))
+        .collect();
+    assert_eq!(files.len(), 1, "fully settled segments are deleted, only the new active one is left: {files:?}");
 }
 
 #[test]
 fn persistent_and_paged_transient_entries_load_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, _) = open(dir.path()).unwrap();
     store.record(&MetaChange::AddVHost { name: "/".into() }).unwrap();
     store.record(&MetaChange::DeclareQueue(queue_meta(7))).unwrap();
     // Persistent 1..=3, a paged transient 4, persistent 5..=6, all in one log.
@@ -228,7 +236,7 @@ impl warren_broker::DurableListener for StallWriter {
 #[test]
 fn a_full_writer_queue_blocks_only_the_submitter_not_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+    let (store, _) = open(dir.path()).unwrap();
     let (release, stalled) = std::sync::mpsc::channel::<()>();
     store.notify_durable(Arc::new(StallWriter(parking_lot::Mutex::new(Some(stalled)))), 1, 1);
 
@@ -278,7 +286,7 @@ fn a_sled_segment_store_is_migrated_once_at_start() {
         db.flush().unwrap();
     }
     for round in 0..2 {
-        let (store, rec) = when_unlocked(|| Store::open(dir.path(), 1 << 20));
+        let (store, rec) = when_unlocked(|| open(dir.path()));
         let (_, state) = &rec.queues[0];
         assert_eq!((state.count, state.first_seq, state.last_seq, state.delivered_upto), (3, 1, 4, 3), "round {round}");
         let got: Vec<(u64, String)> = load(&store, 7, 1, 10)

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Seconds of traffic.
-    #[arg(long, default_value_t = 1800.0)]
+    #[arg(long, default_value_t = 1800.0, value_parser = non_negative)]
     pub time: f64,
     /// Client connections, one role each (see docs/perf-tool.md for the mix).
     #[arg(long, default_value_t = 100)]
@@ -42,11 +42,11 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub broker_kills: u32,
     /// Seconds between kills of random client connections (1 to 3 at a time).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = non_negative)]
     pub client_kill_every: f64,
     /// Messages per second per publisher (3 of every 10 connections publish persistent
     /// messages, 1 transient ones).
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 50.0, value_parser = non_negative)]
     pub rate: f64,
     /// Largest message body in bytes (one message in ten is up to this size, the rest up to 512).
     #[arg(long, default_value_t = 16_384)]
@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub transient_queues: usize,
     /// Seconds between samples of the broker's RSS and descriptors.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = non_negative)]
     pub sample_every: f64,
     /// Seed for the traffic mix and the kills (default: from the clock; printed).
     #[arg(long)]
@@ -65,6 +65,14 @@ pub struct Args {
     /// Keep the working directory even after a passing run.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// A number a timer (or a rate) can use: not negative, not infinite, at most a year's seconds.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=365.0 * 86_400.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s} is not a number from 0 to 31536000")),
+    }
 }
 
 fn main() {
@@ -81,5 +89,20 @@ fn main() {
             eprintln!("warren-soak: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_30_minute_soak_and_bad_numbers_are_refused() {
+        let a = Args::try_parse_from(["warren-soak"]).unwrap();
+        assert_eq!((a.time, a.connections, a.broker_kills), (1800.0, 100, 2));
+        for bad in ["-1", "inf", "NaN", "1e9", "ten"] {
+            assert!(Args::try_parse_from(["warren-soak", "--time", bad]).is_err(), "{bad}");
+        }
+        assert!(Args::try_parse_from(["warren-soak", "--rate", "-5"]).is_err());
     }
 }

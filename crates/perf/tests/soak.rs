@@ -52,6 +52,25 @@ fn a_short_soak_through_a_broker_kill_loses_nothing_and_leaks_no_descriptor() {
     assert!(!dir.join("data").exists(), "a passing run removes its directory");
 }
 
+/// The checker can fail: a broker that loses its message log at the kill loses the confirmed
+/// messages that were not yet settled (a few dozen in flight to consumers at any moment).
+#[test]
+fn losing_the_message_log_at_the_kill_is_reported_as_lost_messages() {
+    if warren_it::skip_against_external("starts and kills the warren binary itself") {
+        return;
+    }
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR").as_ref(), "soak-lose");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren-soak"));
+    cmd.arg("--warren").arg(warren_it::warren_binary()).arg("--dir").arg(&dir);
+    cmd.args(["--time", "12", "--connections", "50", "--broker-kills", "1", "--rate", "20", "--lose-log-at-kill"]);
+    let (status, lines) = run_streaming(cmd, Duration::from_secs(300));
+    let f = result_fields(&lines);
+    assert_eq!(status.code(), Some(1), "the run must fail: {f:?}");
+    assert!(n(&f, "lost") > 0.0, "{f:?}");
+    assert!(dir.join("data").exists(), "a failing run keeps its directory for a look");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_missing_broker_binary_is_an_error_not_a_verdict() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR").as_ref(), "soak-missing");

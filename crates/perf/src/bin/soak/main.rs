@@ -62,6 +62,10 @@ pub struct Args {
     /// Seed for the traffic mix and the kills (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Checks the checker: delete the broker's message log at every kill, as a disk that lost
+    /// it would. The run must then fail with lost messages.
+    #[arg(long)]
+    pub lose_log_at_kill: bool,
     /// Keep the working directory even after a passing run.
     #[arg(long)]
     pub keep: bool,

@@ -91,6 +91,9 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
             gate_tx.send_replace(Gate { epoch: broker.starts, up: false });
             pid.store(0, Ordering::Relaxed);
             tokio::task::block_in_place(|| broker.kill9())?;
+            if args.lose_log_at_kill {
+                std::fs::remove_dir_all(data_dir.join("log"))?;
+            }
             ctx.ledger().broker_restarted(epoch);
             let t = Instant::now();
             tokio::task::block_in_place(|| broker.restart())?;

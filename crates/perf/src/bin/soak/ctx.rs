@@ -21,6 +21,10 @@ pub struct Ctx {
     pub uri: String,
     pub durable: Vec<String>,
     pub transient: Vec<String>,
+    /// A durable queue nobody consumes until the end, and how many more persistent messages
+    /// it should get: a standing backlog that has to survive every broker kill.
+    pub backlog: String,
+    pub backlog_left: AtomicU64,
     /// Messages per second per publisher.
     pub rate: f64,
     /// Largest message body.
@@ -28,6 +32,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// True if the next persistent message goes to the backlog queue.
+    pub fn take_backlog(&self) -> bool {
+        self.backlog_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
     pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().expect("ledger lock")
     }
@@ -52,6 +61,8 @@ pub struct Stats {
     /// Sessions that ended in an error (a kill, the broker going away...).
     pub session_errors: AtomicU64,
     pub client_kills: AtomicU64,
+    /// Sessions the broker ended with a reply code (channel.close or connection.close).
+    pub protocol_errors: AtomicU64,
 }
 
 impl Stats {

@@ -56,6 +56,10 @@ pub struct Args {
     pub durable_queues: usize,
     #[arg(long, default_value_t = 2)]
     pub transient_queues: usize,
+    /// The first N persistent messages go to a durable queue that is only drained at the end:
+    /// a backlog that every broker kill and restart must keep.
+    #[arg(long, default_value_t = 2000)]
+    pub backlog: u64,
     /// Seconds between samples of the broker's RSS and descriptors.
     #[arg(long, default_value_t = 2.0, value_parser = non_negative)]
     pub sample_every: f64,

@@ -39,9 +39,10 @@ pub async fn run(mut s: Session, persistent: bool) -> Result<(), SoakError> {
                 Stats::add(&s.ctx.stats.transient_published, 1);
                 (None, body::make(0, len))
             };
+            let queue = if persistent && s.ctx.take_backlog() { &s.ctx.backlog } else { &s.queue };
             let confirm = s
                 .ch
-                .basic_publish("".into(), s.queue.as_str().into(), BasicPublishOptions::default(), &body, props.clone())
+                .basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), &body, props.clone())
                 .await?;
             if tx.send((ticket, confirm)).await.is_err() {
                 break; // the harvester saw the connection fail

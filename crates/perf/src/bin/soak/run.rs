@@ -10,7 +10,7 @@ use crate::report::{Sample, Series};
 use crate::rng::Rng;
 use crate::{drain, session, Args};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -57,6 +57,8 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
         uri: format!("amqp://guest:guest@{}/%2f?frame_max=16384", relay.addr),
         durable: (0..args.durable_queues).map(|i| format!("soak-durable-{i}")).collect(),
         transient: (0..args.transient_queues).map(|i| format!("soak-transient-{i}")).collect(),
+        backlog: "soak-backlog".into(),
+        backlog_left: AtomicU64::new(args.backlog),
         rate: args.rate,
         max_size: args.max_size,
     });
@@ -134,7 +136,8 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
         drain::barrier(&broker.addr, &ctx, epoch).await?;
         // The broker requeues a closed client's unacked messages as it closes its socket.
         wait_for_fds(&broker, &baseline_last).await;
-        let drained = drain::drain(&broker.addr, &ctx.durable).await?;
+        let durable: Vec<String> = ctx.durable.iter().chain([&ctx.backlog]).cloned().collect();
+        let drained = drain::drain(&broker.addr, &durable).await?;
         drain_corrupt = drained.corrupt;
         verdict = Some(ctx.ledger().verdict(&drained.copies));
         fds_end = Some(wait_for_fds(&broker, &baseline_last).await);
@@ -157,6 +160,10 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
     if corrupt > 0 {
         failures.push(format!("{corrupt} message bodies were damaged"));
     }
+    let refused = Stats::get(&s.protocol_errors);
+    if refused > 0 {
+        failures.push(format!("the broker closed {refused} channels or connections with a reply code"));
+    }
     let v = verdict.unwrap_or_default();
     if crashed.is_none() && !v.ok() {
         failures.push(format!("ledger check failed: {v:?}"));
@@ -178,7 +185,7 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
         "RESULT soak seconds={traffic_secs:.0} connections={} published={} persistent={} confirmed={} \
          transient_confirmed={} nacked={} consumed={} acks={} rejects={} requeues={} commits={} settled={} \
          in_doubt={} crossed_kill={} expected={} recovered={} lost={} resurrected={} duplicates={} unconfirmed_recovered={} \
-         corrupt={corrupt} sessions={} client_kills={} broker_kills={kills_done} rss_first_mib={:.1} \
+         corrupt={corrupt} refused={refused} sessions={} client_kills={} broker_kills={kills_done} rss_first_mib={:.1} \
          rss_last_mib={:.1} rss_max_mib={:.1} rss_end_mib={:.1} fds_baseline={} fds_end={} \
          fds_sockets_baseline={} fds_sockets_end={} fds_log_baseline={} fds_log_end={}",
         args.connections,

@@ -83,10 +83,22 @@ pub async fn run(slot: usize, ctx: Arc<Ctx>, stop: watch::Receiver<bool>, mut rn
                 let _ = tokio::time::timeout(Duration::from_secs(10), conn.close(200, "OK".into())).await;
                 return;
             }
-            Err(_) => {
+            Err(e) => {
                 Stats::add(&ctx.stats.session_errors, 1);
-                // Whatever ended it (a kill, the broker going away), the connection is of no
-                // further use; lapin's I/O thread ends with its socket.
+                // Kills end sessions with I/O errors; a reply code means the broker refused
+                // something this traffic never should be refused.
+                if let SoakError::Amqp(le) = &e {
+                    if let lapin::ErrorKind::ProtocolError(p) = le.kind() {
+                        if ctx.stats.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                            eprintln!(
+                                "soak: slot {slot} ({role:?}): the broker closed with {} {}",
+                                p.get_id(),
+                                p.get_message()
+                            );
+                        }
+                    }
+                }
+                // Dropping it closes it if it is still open; lapin's I/O thread ends with its socket.
                 drop(conn);
                 tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
             }
@@ -108,6 +120,9 @@ async fn session(
     let opts = QueueDeclareOptions { durable, ..Default::default() };
     // Every session declares its queue: a non-durable one is gone after a broker restart.
     ch.queue_declare(queue.into(), opts, FieldTable::default()).await?;
+    if role == Role::Persistent {
+        ch.queue_declare(ctx.backlog.as_str().into(), opts, FieldTable::default()).await?;
+    }
     let s = Session { ctx: ctx.clone(), epoch, ch, queue: queue.into(), stop: stop.clone(), rng };
     match role {
         Role::Persistent => publish::run(s, true).await,

@@ -55,18 +55,21 @@ impl Series {
         out
     }
 
-    /// The largest RSS (MiB) of each broker process, in start order.
-    pub fn rss_max_per_start(&self) -> Vec<f64> {
+    /// Per broker process, in start order: its first, largest and last RSS sample (MiB).
+    pub fn rss_per_start(&self) -> Vec<[f64; 3]> {
         let v = self.0.lock().expect("series lock");
-        let mut out: Vec<f64> = Vec::new();
+        let mut out: Vec<Option<[f64; 3]>> = Vec::new();
         for s in v.iter() {
             let i = s.epoch.saturating_sub(1) as usize;
             if out.len() <= i {
-                out.resize(i + 1, 0.0);
+                out.resize(i + 1, None);
             }
-            out[i] = out[i].max(mib(s.rss_kib as f64));
+            let m = mib(s.rss_kib as f64);
+            let e = out[i].get_or_insert([m, m, m]);
+            e[1] = e[1].max(m);
+            e[2] = m;
         }
-        out
+        out.into_iter().map(|e| e.unwrap_or_default()).collect()
     }
 
     /// The windows "first minute" and "last minute" of a run of `secs`: a minute each, or a
@@ -95,6 +98,6 @@ mod tests {
         assert_eq!(s.rss_max(), 4.0);
         assert_eq!(s.rss_per_minute(), vec![3.0, 4.0]);
         s.push(Sample { at: 80.0, epoch: 3, rss_kib: 1024, fds: 10 });
-        assert_eq!(s.rss_max_per_start(), vec![4.0, 0.0, 1.0]);
+        assert_eq!(s.rss_per_start(), vec![[1.0, 4.0, 4.0], [0.0; 3], [1.0; 3]]);
     }
 }

@@ -177,8 +177,9 @@ pub async fn run(args: Args) -> Result<bool, SoakError> {
     let ((f0, f1), (l0, l1)) = Series::windows(traffic_secs);
     let per_minute: Vec<String> = series.rss_per_minute().iter().map(|m| format!("{m:.0}")).collect();
     eprintln!("soak: broker RSS, largest per minute (MiB): {}", per_minute.join(" "));
-    let per_start: Vec<String> = series.rss_max_per_start().iter().map(|m| format!("{m:.0}")).collect();
-    eprintln!("soak: broker RSS, largest per process (MiB): {}", per_start.join(" "));
+    let per_start: Vec<String> =
+        series.rss_per_start().iter().map(|[a, m, z]| format!("{a:.1} / {m:.1} / {z:.1}")).collect();
+    eprintln!("soak: broker RSS per process, first / largest / last sample (MiB): {}", per_start.join(", "));
     eprintln!("soak: descriptors after the first start {baseline_first:?}, after the last {baseline_last:?}, at the end {fds_end:?}");
     let ledger = ctx.ledger();
     println!(

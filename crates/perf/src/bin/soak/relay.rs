@@ -34,7 +34,16 @@ impl Relay {
         let registry = conns.clone();
         tokio::spawn(async move {
             let next = AtomicU64::new(0);
-            while let Ok((client, _)) = listener.accept().await {
+            loop {
+                let client = match listener.accept().await {
+                    Ok((client, _)) => client,
+                    Err(e) => {
+                        // Out of descriptors, say: say so, and keep serving the others.
+                        eprintln!("soak: relay: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 if !gate.borrow().up {
                     continue;
                 }

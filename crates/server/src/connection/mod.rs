@@ -9,6 +9,7 @@ mod dispatch;
 mod handshake;
 mod io;
 mod mailbox;
+mod transport;
 
 use crate::auth::Users;
 use crate::config::Config;
@@ -20,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
+pub use transport::{ScriptedStream, Transport};
 use warren_broker::{Broker, QueueHandle};
 use warren_channel::{Channel, ConnCtx, Io};
 use warren_codec::{encode_heartbeat, AmqpError, OutBuf};
@@ -53,8 +54,8 @@ pub(crate) enum Phase {
     Done,
 }
 
-pub(crate) struct Connection {
-    pub stream: TcpStream,
+pub(crate) struct Connection<S> {
+    pub stream: S,
     pub peer: SocketAddr,
     pub ctx: ConnCtx,
     pub channel_max: u16,
@@ -77,9 +78,8 @@ pub(crate) struct Connection {
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Runs one accepted socket until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: broadcast::Receiver<()>) {
-    let _ = stream.set_nodelay(true);
+/// Runs one accepted connection until it closes.
+pub async fn serve(stream: impl Transport, peer: SocketAddr, shared: Shared, mut shutdown: broadcast::Receiver<()>) {
     let mut inbuf = BytesMut::with_capacity(io::READ_CHUNK_MIN);
     let mut out = OutBuf::new();
     let hs = Handshake {
@@ -147,7 +147,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
     tracing::info!(%peer, conn = id, reason = %reason, "connection closed");
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// Input handled before a busy connection lets the worker run other tasks.
     ///
     /// tokio's cooperative budget only forces a yield after 128 socket polls, and one of our

@@ -166,6 +166,14 @@ impl<S: Transport> Connection<S> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reason = String::from("closed");
         let mut since_yield = 0usize;
+        // Frames a client pipelined behind connection.open came in with the handshake's reads;
+        // no readiness event will announce them again. (Found by the connection fuzz target.)
+        if !self.inbuf.is_empty() {
+            if let Some(r) = self.handle_input() {
+                reason = r;
+            }
+            self.drain_mailbox();
+        }
         loop {
             if let Err(e) = self.flush() {
                 return format!("write failed: {e}");

@@ -13,6 +13,7 @@ mod memory;
 
 pub use config::{Config, ConfigError, Limit};
 use connection::Shared;
+pub use connection::{ScriptedStream, Transport};
 pub use memory::tune_allocator;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -174,6 +175,19 @@ impl Server {
     }
 }
 
+/// Serves one connection over an already connected `stream` on `broker`, with the users and
+/// limits of `config`, until it closes; no listener, no store. For driving the real connection
+/// code without a socket: the fuzzer's connection target runs every input through this over a
+/// [`ScriptedStream`].
+pub async fn serve_stream(stream: impl Transport, peer: SocketAddr, config: Arc<Config>, broker: Arc<Broker>) {
+    let users = Arc::new(auth::Users::new(&config.users));
+    let alarms = alarm::Alarms::new(&config);
+    let shared = Shared { config, users, broker, broker_store: None, connections: Default::default(), alarms };
+    // Nothing ever sends: this connection is never shut down from outside.
+    let (_stop, stopped) = broadcast::channel::<()>(1);
+    connection::serve(stream, peer, shared, stopped).await;
+}
+
 /// Accepts until stopped; returns the connection tasks so shutdown can wait for them.
 async fn accept_loop(
     listener: TcpListener,
@@ -186,6 +200,7 @@ async fn accept_loop(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     conns.spawn(connection::serve(stream, peer, shared.clone(), stop.subscribe()));
                 }
                 Err(e) => {

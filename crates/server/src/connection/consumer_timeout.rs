@@ -1,10 +1,10 @@
 //! The connection's side of consumer_timeout: on each tick of its timer, every open channel
 //! checks its oldest unacknowledged delivery, and those past the timeout are closed with 406
 //! (their unacked messages requeued, as on any channel close).
-use super::Connection;
+use super::{Connection, Transport};
 use warren_channel::ConsumerTimeout;
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     pub(super) fn check_consumer_timeouts(&mut self, t: &ConsumerTimeout) {
         let expired: Vec<u16> = self
             .channels

@@ -1,5 +1,6 @@
 //! Frames in: decoding, channel lifecycle, connection-level methods, and the mapping of
 //! errors to channel.close or connection.close.
+use super::transport::Transport;
 use super::{Connection, Phase, Slot, CLOSE_TIMEOUT};
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use std::time::Instant;
@@ -10,7 +11,7 @@ fn unexpected_channel(detail: String) -> AmqpError {
     AmqpError::new(ReplyCode::ChannelError, detail)
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// Handles every whole frame in the read buffer. Returns a close reason if the
     /// connection is ending.
     pub(super) fn handle_input(&mut self) -> Option<String> {

@@ -1,5 +1,6 @@
 //! Opening a connection: protocol header, start/start-ok (SASL), tune/tune-ok, open.
 use super::io::{read_available, write_all, READ_CHUNK_MIN};
+use super::transport::Transport;
 use crate::auth::{Users, MECHANISMS};
 use crate::config::Config;
 use amq_protocol::protocol::{connection, AMQPClass};
@@ -7,7 +8,6 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use warren_codec::{
     check_protocol_header, decode_frame, encode_method, AmqpError, Frame, HeaderCheck, Method, OutBuf, ReplyCode,
     FRAME_MIN_SIZE, PROTOCOL_HEADER,
@@ -42,8 +42,8 @@ pub enum HandshakeError {
     Refused(AmqpError),
 }
 
-pub struct Handshake<'a> {
-    pub stream: &'a TcpStream,
+pub struct Handshake<'a, S> {
+    pub stream: &'a S,
     pub peer: SocketAddr,
     pub inbuf: &'a mut BytesMut,
     pub out: &'a mut OutBuf,
@@ -88,7 +88,7 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
     }
 }
 
-impl Handshake<'_> {
+impl<S: Transport> Handshake<'_, S> {
     pub async fn run(mut self) -> Result<Opened, HandshakeError> {
         // RabbitMQ's handshake_timeout runs from accept to connection.open-ok; a peer still in
         // the handshake then is dropped without a connection.close.

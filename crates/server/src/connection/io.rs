@@ -1,8 +1,7 @@
 //! Socket reads and writes for one connection: batched, non-blocking, bounded.
+use super::transport::Transport;
 use bytes::BytesMut;
 use std::io::{self, IoSlice};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 use warren_codec::OutBuf;
 
 /// Largest read-buffer growth step. Bodies are sliced out of this buffer without copying,
@@ -17,14 +16,14 @@ pub const READ_PASS_MAX: usize = 512 * 1024;
 /// `chunk` is the connection's current growth step: it doubles (up to READ_CHUNK) whenever a
 /// read fills all the room it had, so busy connections read in big blocks and idle ones
 /// keep a small buffer.
-pub fn read_available(stream: &TcpStream, buf: &mut BytesMut, chunk: &mut usize) -> io::Result<usize> {
+pub fn read_available(stream: &impl Transport, buf: &mut BytesMut, chunk: &mut usize) -> io::Result<usize> {
     let mut total = 0;
     while total < READ_PASS_MAX {
         if buf.capacity() - buf.len() < *chunk / 4 {
             buf.reserve(*chunk);
         }
         let room = buf.capacity() - buf.len();
-        match read_once(stream, buf, room) {
+        match stream.try_read(buf, room) {
             Ok((0, _)) => return Ok(total),
             Ok((n, drained)) => {
                 total += n;
@@ -46,33 +45,9 @@ pub fn read_available(stream: &TcpStream, buf: &mut BytesMut, chunk: &mut usize)
     Ok(total)
 }
 
-/// One read into `buf`; returns the bytes read and whether the socket is known to be drained.
-///
-/// A read that returns less than the room it was given emptied the socket's receive buffer,
-/// so we tell tokio the socket is no longer readable right away (by reporting WouldBlock from
-/// inside `try_io`, which clears the readiness it observed; data arriving meanwhile sets a new
-/// readiness tick, which is not cleared). Otherwise every pass would end with one more
-/// `recvfrom` that fails with EAGAIN: two wasted syscalls per message at low rates, one on
-/// the publish-to-deliver path.
-fn read_once(stream: &TcpStream, buf: &mut BytesMut, room: usize) -> io::Result<(usize, bool)> {
-    let mut got = 0;
-    let r = stream.try_io(Interest::READABLE, || {
-        got = stream.try_read_buf(buf)?;
-        if got > 0 && got < room {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(got)
-    });
-    match r {
-        Ok(n) => Ok((n, false)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok((got, true)),
-        Err(e) => Err(e),
-    }
-}
-
 /// Writes as much of `out` as the socket takes now, in vectored writes (one syscall for
 /// many frames). Returns bytes written.
-pub fn write_available(stream: &TcpStream, out: &mut OutBuf) -> io::Result<usize> {
+pub fn write_available(stream: &impl Transport, out: &mut OutBuf) -> io::Result<usize> {
     let mut total = 0;
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); 64];
@@ -91,7 +66,7 @@ pub fn write_available(stream: &TcpStream, out: &mut OutBuf) -> io::Result<usize
 }
 
 /// Writes all of `out`, waiting for the socket as needed (handshake and close paths).
-pub async fn write_all(stream: &TcpStream, out: &mut OutBuf) -> io::Result<()> {
+pub async fn write_all(stream: &impl Transport, out: &mut OutBuf) -> io::Result<()> {
     while !out.is_empty() {
         stream.writable().await?;
         write_available(stream, out)?;

@@ -8,8 +8,11 @@
 #   idle-queues  100,000 idle queues: declare rate and memory per queue, durable and not
 #   backlog      a persistent backlog of BACKLOG (default 10M) x 1 KiB: fill, restart (time to the
 #                first message), drain; RSS and disk use sampled every 5 s
+#   paging       1,000 durable queues filled with persistent 1 KiB messages past the broker's
+#                memory limit, then drained while producers keep publishing (churn); ROUNDS times
+#                (default 10) on one broker, each round checked to drain everything
 # Opt-in benchmarks, not tests.
-#   crates/perf/scaling.sh [queues|sizes|connections|idle-queues|backlog ...]
+#   crates/perf/scaling.sh [queues|sizes|connections|idle-queues|backlog|paging ...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cargo build --release -q --manifest-path "$root/Cargo.toml" -p warren-server -p warren-perf
@@ -59,6 +62,21 @@ for w in "${what[@]}"; do
         "$perf" --uri "$uri" --declare-only --queues 100000 --producers 8 $durable --broker-pid "$pid" --time 3 2>/dev/null | grep '^RESULT'
         stop
       done ;;
+    paging)
+      start
+      for round in $(seq 1 "${ROUNDS:-10}"); do
+        # 1,000 producers x 300 x 1 KiB = 300 MB, past the 256 MiB memory_limit: most of it pages.
+        f=$("$perf" --uri "$uri" --queue paging --queues 1000 --durable --persistent --size 1024 \
+          --producers 1000 --consumers 0 --confirm 50 --count 300 --quiet 2>/dev/null | grep '^RESULT' || true)
+        # Drain with 1,000 consumers while 100 producers keep publishing to the same queues.
+        d=$("$perf" --uri "$uri" --queue paging --queues 1000 --durable --persistent --size 1024 \
+          --producers 100 --consumers 1000 --confirm 50 --count 1000 --quiet 2>/dev/null | grep '^RESULT' || true)
+        left=$("$perf" --uri "$uri" --queue paging --queues 1000 --drain --consumers 100 --quiet 2>/dev/null | grep '^RESULT' || true)
+        echo "round $round: fill[$(field "$f" published) published $(field "$f" confirmed) confirmed]" \
+          "churn[$(field "$d" published) published $(field "$d" consumed) consumed]" \
+          "drain[$(field "$left" consumed) left over] rss_mib=$(rss_mib)"
+      done
+      stop ;;
     backlog)
       n=${BACKLOG:-10000000}
       start

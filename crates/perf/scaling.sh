@@ -31,7 +31,7 @@ start() {
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && return; sleep 0.1; done
   echo "broker did not start" >&2; exit 1
 }
-stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
+stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$pid/status" 2>/dev/null; }
 # Every 5 s: seconds, broker RSS (MiB), data directory size (MiB).
 sampler() {

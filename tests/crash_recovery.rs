@@ -189,3 +189,60 @@ fn kill_9_never_loses_a_confirmed_message_nor_resurrects_an_acked_one() {
     assert!(resurrected.is_empty(), "acked messages came back: {:?}", &resurrected[..resurrected.len().min(20)]);
     assert_eq!(duplicates, 0, "a message was in the queue twice");
 }
+
+/// Declarations are answered before sled flushes them (as RabbitMQ answers before its Mnesia
+/// log is synced), so the broker must flush them before it confirms a message published after
+/// them: otherwise a kill right after the confirm would leave a confirmed message in a queue
+/// that no longer exists after the restart. Each round declares a fresh durable queue, confirms
+/// one persistent message into it and kills the broker at once; and a declaration nobody
+/// confirms into must be flushed within its 50 ms all the same.
+#[test]
+fn a_message_confirmed_into_a_queue_just_declared_survives_kill_9() {
+    if warren_it::skip_against_external("kills the warren binary itself") {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-declare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    const ROUNDS: usize = 5;
+    for round in 0..ROUNDS {
+        let (mut child, addr) = start(&dir);
+        rt.block_on(async {
+            let conn = connect(&addr).await.expect("connect");
+            let ch = conn.create_channel().await.unwrap();
+            ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+            let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+            // First one nobody confirms into: flushed on the writer's own schedule (50 ms).
+            let idle = format!("idle-{round}");
+            ch.queue_declare(idle.as_str().into(), durable, FieldTable::default()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Then the one confirmed into, killed right after the confirm.
+            let q = format!("fresh-{round}");
+            ch.queue_declare(q.as_str().into(), durable, FieldTable::default()).await.unwrap();
+            let props = BasicProperties::default().with_delivery_mode(2);
+            let c = ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), b"kept", props);
+            assert!(c.await.unwrap().await.unwrap().is_ack());
+        });
+        child.kill().expect("SIGKILL warren");
+        child.wait().unwrap();
+    }
+    let (mut child, addr) = start(&dir);
+    rt.block_on(async {
+        let conn = connect(&addr).await.expect("connect after the last restart");
+        let ch = conn.create_channel().await.unwrap();
+        for round in 0..ROUNDS {
+            let q = format!("fresh-{round}");
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let ok = ch.queue_declare(q.as_str().into(), passive, FieldTable::default()).await;
+            let ok = ok.unwrap_or_else(|e| panic!("queue {q} lost after kill -9: {e}"));
+            assert_eq!(ok.message_count(), 1, "queue {q} lost its confirmed message");
+            let idle = format!("idle-{round}");
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let found = ch.queue_declare(idle.as_str().into(), passive, FieldTable::default()).await;
+            assert!(found.is_ok(), "queue {idle}, declared 300 ms before the kill, was not flushed");
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

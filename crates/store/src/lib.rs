@@ -6,8 +6,10 @@
 //!
 //! All writes go through one writer thread ([`writer`]) in submission order. It takes
 //! whatever has queued up, applies it, commits the log once (one `fdatasync` per touched
-//! file) and flushes sled if metadata changed, and only then tells the waiting publishers
-//! (confirms) or metadata changes that their data is on disk. Page-in reads run on a
+//! file) and flushes sled when metadata changed and someone waits on it, and only then tells
+//! the waiting publishers (confirms) or deletions that their data is on disk. Declarations
+//! are answered once applied and flushed within 50 ms, and always before a confirm that
+//! follows them. Page-in reads run on a
 //! reader thread ([`reader`]).
 mod keys;
 mod meta;
@@ -115,7 +117,15 @@ impl Store {
             .map_err(spawn_err)?;
         let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let health: Arc<parking_lot::Mutex<Option<HealthListener>>> = Default::default();
-        let w = Writer { db, meta, log, reader: read_tx, fail_writes: fail_writes.clone(), health: health.clone() };
+        let w = Writer {
+            db,
+            meta,
+            log,
+            reader: read_tx,
+            fail_writes: fail_writes.clone(),
+            health: health.clone(),
+            meta_unflushed: None,
+        };
         let handle =
             std::thread::Builder::new().name("warren-store".into()).spawn(move || w.run(rx)).map_err(spawn_err)?;
         let lock_file = dir.join("sled").join("db");
@@ -181,9 +191,11 @@ impl Store {
         }
     }
 
-    fn meta_op(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), BrokerError> {
+    /// A metadata write. `flush`: answer only once it is on disk; otherwise once applied in
+    /// order (it is flushed before anything submitted after it is confirmed durable).
+    fn meta_op(&self, key: Vec<u8>, value: Option<Vec<u8>>, flush: bool) -> Result<(), BrokerError> {
         let (done, wait) = sync_channel(1);
-        self.send(Op::Meta { key, value, done });
+        self.send(Op::Meta { key, value, flush, done });
         wait_done(wait)
     }
 
@@ -219,28 +231,32 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 impl MetadataLog for Store {
     fn record(&self, change: &MetaChange) -> Result<(), BrokerError> {
         match change {
-            MetaChange::AddVHost { name } => self.meta_op(keys::vhost(name), Some(b"{}".to_vec())),
+            // Declarations are answered once applied, as RabbitMQ answers them before its
+            // Mnesia log is synced (clients redeclare on reconnect); deletions wait for the
+            // flush, so that nothing deleted comes back, with its messages, after a crash.
+            MetaChange::AddVHost { name } => self.meta_op(keys::vhost(name), Some(b"{}".to_vec()), true),
             MetaChange::DeclareExchange(m) if m.durable => {
-                self.meta_op(keys::exchange(&m.vhost, &m.name), Some(json(&meta::ExchangeRow::from_meta(m))))
+                self.meta_op(keys::exchange(&m.vhost, &m.name), Some(json(&meta::ExchangeRow::from_meta(m))), false)
             }
             MetaChange::DeclareQueue(m) if m.durable && m.exclusive_owner.is_none() => {
-                self.meta_op(keys::queue(&m.vhost, &m.name), Some(json(&meta::QueueRow::from_meta(m))))
+                self.meta_op(keys::queue(&m.vhost, &m.name), Some(json(&meta::QueueRow::from_meta(m))), false)
             }
             MetaChange::DeclareExchange(_) | MetaChange::DeclareQueue(_) => Ok(()),
             MetaChange::DeleteExchange { vhost, name } => {
                 self.purge_bindings(vhost, name, true)?;
-                self.meta_op(keys::exchange(vhost, name), None)
+                self.meta_op(keys::exchange(vhost, name), None, true)
             }
             MetaChange::DeleteQueue { vhost, name } => {
                 self.purge_bindings(vhost, name, false)?;
-                self.meta_op(keys::queue(vhost, name), None)
+                self.meta_op(keys::queue(vhost, name), None, true)
             }
             MetaChange::Bind(b) | MetaChange::Unbind(b) if !b.durable => Ok(()),
             MetaChange::Bind(b) | MetaChange::Unbind(b) => {
                 let args = String::from_utf8(json(&b.arguments)).unwrap_or_default();
                 let key = keys::binding(&b.vhost, &b.source, b.dest_is_exchange, &b.dest, &b.routing_key, &args);
                 let value = matches!(change, MetaChange::Bind(_)).then(|| json(&meta::BindingRow::from_record(b)));
-                self.meta_op(key, value)
+                let unbind = value.is_none();
+                self.meta_op(key, value, unbind)
             }
         }
     }

@@ -33,10 +33,12 @@ pub enum Op {
         queue_id: u64,
         seq: u64,
     },
-    /// A metadata key written (Some) or removed (None); `done` is told after the flush.
+    /// A metadata key written (Some) or removed (None). With `flush`, `done` is told after
+    /// the sled flush; without, as soon as it is applied (see [`META_FLUSH`]).
     Meta {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
+        flush: bool,
         done: SyncSender<Result<(), String>>,
     },
     /// Remove every metadata key under `prefix` for which `pred` holds (bindings of a
@@ -77,6 +79,8 @@ pub struct Writer {
     pub log: Log<Entry>,
     pub reader: Sender<ReadRequest>,
     pub health: Arc<parking_lot::Mutex<Option<crate::HealthListener>>>,
+    /// When metadata was first applied without being flushed since.
+    pub meta_unflushed: Option<std::time::Instant>,
 }
 
 /// Operations taken per group; a bigger group shares one sync among more publishes.
@@ -85,6 +89,13 @@ const MAX_GROUP: usize = 8192;
 /// Settlements are synced when a transaction needs them, and otherwise at most this long
 /// after they were written, so that acks are not redelivered after a crash long after.
 const SETTLEMENT_SYNC: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Metadata applied without a flush (declarations, answered once applied) is flushed at most
+/// this long after, and always before anything later is confirmed durable: a confirm that
+/// follows a declaration in the writer's order flushes it first. This is what RabbitMQ's
+/// Mnesia gives a declaration (its transaction log is not synced per transaction), without
+/// letting a confirmed message outlive the queue it was confirmed into.
+const META_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// After a failed write, how often the writer tries again on its own.
 const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -102,13 +113,21 @@ impl Writer {
         let mut last_healthy = true;
         loop {
             // Wake without work to retry what a failed write left (the disk may have room
-            // again) or to sync settlements that have waited long enough.
+            // again), to sync settlements that have waited long enough, or to flush metadata.
             let wake = if !last_healthy && self.log.has_unwritten() {
                 Some(WRITE_RETRY)
             } else if self.log.settlements_unsynced() {
                 Some(SETTLEMENT_SYNC.saturating_sub(settlements_synced.elapsed()))
             } else {
                 None
+            };
+            let wake = match self.meta_unflushed {
+                Some(since) if last_healthy => {
+                    Some(META_FLUSH.saturating_sub(since.elapsed()).min(wake.unwrap_or(META_FLUSH)))
+                }
+                // A flush that failed is retried at the retry pace, not in a spin.
+                Some(_) => Some(wake.unwrap_or(WRITE_RETRY)),
+                None => wake,
             };
             let first = if let Some(wake) = wake {
                 match rx.recv_timeout(wake) {
@@ -130,24 +149,25 @@ impl Writer {
                 }
             }
             let mut failed: Option<String> = None;
-            let mut meta_dirty = false;
             let mut settle = settlements_synced.elapsed() >= SETTLEMENT_SYNC;
             let stop = group.iter().any(|op| matches!(op, Op::Shutdown));
             for op in group.drain(..) {
                 settle |= matches!(op, Op::Notify { settlements: true, .. } | Op::Shutdown);
-                let applied = self.apply(op, &mut waiters, &mut meta_dirty);
+                let applied = self.apply(op, &mut waiters, last_healthy);
                 note_failure(&mut failed, "store write failed", applied);
-            }
-            if meta_dirty && self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
-                failed.get_or_insert_with(|| "injected write failure".into());
             }
             let committed = self.log.commit_group(settle).map_err(|e| e.to_string());
             note_failure(&mut failed, "message log commit failed", committed);
             if settle {
                 settlements_synced = std::time::Instant::now();
             }
-            if meta_dirty {
+            // Flush when someone waits on it (a confirm, a deletion) or when it is due.
+            let flush_due = self.meta_unflushed.is_some_and(|since| since.elapsed() >= META_FLUSH);
+            if self.meta_unflushed.is_some() && (!waiters.is_empty() || flush_due || stop) {
                 let flushed = self.db.flush().map(drop).map_err(|e| e.to_string());
+                if flushed.is_ok() {
+                    self.meta_unflushed = None;
+                }
                 note_failure(&mut failed, "metadata flush failed", flushed);
             }
             let healthy = failed.is_none();
@@ -179,7 +199,9 @@ impl Writer {
         let _ = self.db.flush();
     }
 
-    fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, meta_dirty: &mut bool) -> Result<(), String> {
+    /// Applies one operation. `healthy`: the last group wrote; while it did not, metadata
+    /// changes wait for the flush, so that a broken disk is reported to whoever declares.
+    fn apply(&mut self, op: Op, waiters: &mut Vec<Waiter>, healthy: bool) -> Result<(), String> {
         match op {
             Op::Put { queue_id, seq, message, persistent } => {
                 self.log.put(queue_id, seq, persistent, Entry::Message(message));
@@ -192,18 +214,30 @@ impl Writer {
             Op::RemoveFrom { queue_id, from: 0 } => self.log.drop_queue(queue_id),
             Op::RemoveFrom { queue_id, from } => self.log.settle_from(queue_id, from),
             Op::Delivered { queue_id, seq } => self.log.mark(queue_id, seq),
-            Op::Meta { key, value, done } => {
-                *meta_dirty = true;
-                waiters.push(Waiter::Done(done));
-                match value {
-                    Some(v) => self.meta.insert(key, v).map(drop),
-                    None => self.meta.remove(key).map(drop),
+            Op::Meta { key, value, flush, done } => {
+                self.meta_unflushed.get_or_insert_with(std::time::Instant::now);
+                let applied = if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err("injected write failure".to_string())
+                } else {
+                    match value {
+                        Some(v) => self.meta.insert(key, v).map(drop),
+                        None => self.meta.remove(key).map(drop),
+                    }
+                    .map_err(|e| e.to_string())
+                };
+                if flush || !healthy {
+                    waiters.push(Waiter::Done(done));
+                } else {
+                    let _ = done.send(applied.clone());
                 }
-                .map_err(|e| e.to_string())?;
+                applied?;
             }
             Op::MetaPurge { prefix, pred, done } => {
-                *meta_dirty = true;
+                self.meta_unflushed.get_or_insert_with(std::time::Instant::now);
                 waiters.push(Waiter::Done(done));
+                if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err("injected write failure".into());
+                }
                 let ks: Vec<sled::IVec> =
                     self.meta.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
                 for k in ks.into_iter().filter(|k| pred(k)) {

@@ -38,30 +38,34 @@ fn queue_with_consumer(broker: &Broker, name: &str) -> QueueHandle {
 fn publishers_wait_when_the_broker_wide_budget_fills_not_only_their_queue() {
     // Each queue alone stays far below its own bounds (1 MiB window, a million messages)...
     let settings =
-        BrokerSettings { queue_flow_threshold: 1_000_000, queue_memory_window: 1 << 20, memory_limit: 1 << 20 };
+        BrokerSettings { queue_flow_threshold: 1_000_000, queue_memory_window: 1 << 20, memory_limit: 4 << 20 };
     let broker = Broker::new(settings, Box::new(InMemoryOnly), None);
     let queues: Vec<QueueHandle> = (0..8).map(|i| queue_with_consumer(&broker, &format!("q{i}"))).collect();
-    for q in &queues {
-        for _ in 0..4 {
+    let fill = |q: &QueueHandle| {
+        for _ in 0..8 {
             q.publish(message(10_000));
         }
+    };
+    for q in &queues[..4] {
+        fill(q);
     }
+    // Four queues past 64 KiB each, but the broker under an eighth of its 4 MiB budget.
+    assert!(broker.memory_used() < (4 << 20) / 8);
     assert!(queues.iter().all(|q| !q.is_flow_blocked()), "320 KB in all: no pressure yet");
-    // ...but together they pass half the broker's budget: the queues with a backlog hold their
-    // publishers back rather than page.
-    for q in &queues {
-        for _ in 0..4 {
-            q.publish(message(10_000));
-        }
+    // ...but eight of them together pass an eighth of the budget: the queues with a backlog
+    // hold their publishers back rather than page.
+    for q in &queues[4..] {
+        fill(q);
     }
-    assert!(broker.memory_used() > (1 << 20) / 2);
+    assert!(broker.memory_used() > (4 << 20) / 8);
     // The gate is evaluated as each queue changes: the next publish to each finds the pressure.
     for q in &queues {
         q.publish(message(10_000));
     }
-    assert!(queues.iter().all(|q| q.is_flow_blocked()), "720 KB of 1 MiB: publishers wait");
+    assert!(queues.iter().all(|q| q.is_flow_blocked()), "720 KB of 4 MiB: publishers wait");
     for q in &queues[..6] {
         q.purge();
     }
     assert!(queues[..6].iter().all(|q| !q.is_flow_blocked()), "purged queues release their publishers");
+    assert!(queues[6..].iter().all(|q| q.is_flow_blocked()), "the others still have their backlog");
 }

@@ -566,10 +566,11 @@ impl Queue {
         // Broker-wide pressure too: many queues each under their own bounds can still fill the
         // global budget, and past it every new message is paged to disk. A queue whose consumers
         // are behind is better served by slowing its publishers than by paging what they will
-        // read in a moment (RabbitMQ's memory alarm does the same, for all publishers).
+        // read in a moment (RabbitMQ's memory alarm does the same, for all publishers). From an
+        // eighth of the budget: at half, 1,000 queues each a little behind still paged.
         let (used, limit) = (self.storage.budget.used(), self.storage.budget.limit());
-        let global_over = used > limit / 2 && mem > GLOBAL_GATE_MIN_BYTES;
-        let global_under = used <= limit / 4 || mem <= GLOBAL_GATE_MIN_BYTES / 2;
+        let global_over = used > limit / 8 && mem > GLOBAL_GATE_MIN_BYTES;
+        let global_under = used <= limit / 16 || mem <= GLOBAL_GATE_MIN_BYTES / 2;
         let over = len > threshold || mem > window / 2 || global_over;
         let under = len <= threshold / 2 && mem <= window / 4 && global_under;
         if !blocked && !st.consumers.is_empty() && over {

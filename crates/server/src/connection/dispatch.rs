@@ -18,6 +18,9 @@ impl<S: Transport> Connection<S> {
         let mut ended = None;
         // One load per pass: an alarm raised during the pass blocks at the next one.
         let alarmed = self.throttle.alarms.any();
+        // Whether a flow gate may stop parsing: not on a connection that consumes, whose acks
+        // further on in the buffer may be what drains the queue. Asked once, when first needed.
+        let mut may_pause: Option<bool> = None;
         loop {
             if self.phase == Phase::Done {
                 self.inbuf.clear();
@@ -47,6 +50,15 @@ impl<S: Transport> Connection<S> {
             // rest of the buffer waits (its `recvloop` parses nothing while blocked).
             if content && self.phase == Phase::Open && self.throttle.block(&mut self.out) {
                 tracing::debug!(peer = %self.peer, conn = self.ctx.id, "connection blocked by a resource alarm");
+                break;
+            }
+            // A queue's flow gate closed on a publish: parse no further (the rest of the buffer
+            // waits for the gate), or a read pass of up to 512 KiB would all go into queues
+            // that are already behind — a thousand gated publishers, half a million messages.
+            if !self.blocked.is_empty()
+                && self.phase == Phase::Open
+                && *may_pause.get_or_insert_with(|| !self.consumes())
+            {
                 break;
             }
         }

@@ -1,5 +1,5 @@
 //! Opening a connection: protocol header, start/start-ok (SASL), tune/tune-ok, open.
-use super::io::{read_available, write_all, READ_CHUNK_MIN};
+use super::io::{read_available, write_all, READ_CHUNK_MIN, READ_PASS_MAX};
 use super::transport::Transport;
 use crate::auth::{Users, MECHANISMS};
 use crate::config::Config;
@@ -100,7 +100,7 @@ impl<S: Transport> Handshake<'_, S> {
         loop {
             self.stream.readable().await?;
             let mut chunk = READ_CHUNK_MIN;
-            match read_available(self.stream, self.inbuf, &mut chunk) {
+            match read_available(self.stream, self.inbuf, &mut chunk, READ_PASS_MAX) {
                 Ok(0) => return Err(HandshakeError::Eof),
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

@@ -12,13 +12,14 @@ pub const READ_CHUNK_MIN: usize = 4 * 1024;
 /// Stop reading in one pass after this much, so one busy peer cannot starve the loop.
 pub const READ_PASS_MAX: usize = 512 * 1024;
 
-/// Reads what the socket has (up to READ_PASS_MAX) without waiting. Ok(0) means EOF.
+/// Reads what the socket has (up to `max` bytes, READ_PASS_MAX for a connection running
+/// freely) without waiting. Ok(0) means EOF.
 /// `chunk` is the connection's current growth step: it doubles (up to READ_CHUNK) whenever a
 /// read fills all the room it had, so busy connections read in big blocks and idle ones
 /// keep a small buffer.
-pub fn read_available(stream: &impl Transport, buf: &mut BytesMut, chunk: &mut usize) -> io::Result<usize> {
+pub fn read_available(stream: &impl Transport, buf: &mut BytesMut, chunk: &mut usize, max: usize) -> io::Result<usize> {
     let mut total = 0;
-    while total < READ_PASS_MAX {
+    while total < max {
         if buf.capacity() - buf.len() < *chunk / 4 {
             buf.reserve(*chunk);
         }

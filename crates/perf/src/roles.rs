@@ -217,6 +217,7 @@ pub async fn consumer(
     for q in &spec.queues {
         c.consume(q, spec.prefetch, spec.autoack).await?;
     }
+    stats.subscribed.fetch_add(1, Relaxed);
     let mut local = histogram();
     let mut last_merge = Instant::now();
     let (mut unacked, mut last_tag, mut want_body) = (0u64, 0u64, false);

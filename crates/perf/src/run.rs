@@ -56,8 +56,14 @@ pub async fn run(args: Args) -> Result<(), PerfError> {
         tasks.spawn(consumer(uri.clone(), spec, stats.clone(), stop.clone()));
     }
     if !args.drain {
-        // Consumers subscribe first, so the first messages do not sit in the queue.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Consumers subscribe first, so the first messages do not sit in the queue: a thousand
+        // consumers take longer to connect than a fixed head start (200 ms left most of 1,000
+        // unsubscribed while their producers already published). At most 30 s.
+        let want = args.consumers as u64;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stats.subscribed.load(std::sync::atomic::Ordering::Relaxed) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     for i in 0..producers {
         let spec = ProducerSpec {

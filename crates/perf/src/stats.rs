@@ -30,6 +30,8 @@ impl Counters {
 
 pub struct Stats {
     pub counters: Counters,
+    /// Consumers that have subscribed to all their queues (producers wait for them).
+    pub subscribed: AtomicU64,
     /// Since the last progress line.
     interval: Mutex<Histogram<u64>>,
     total: Mutex<Histogram<u64>>,
@@ -37,7 +39,12 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { counters: Counters::default(), interval: Mutex::new(histogram()), total: Mutex::new(histogram()) }
+        Stats {
+            counters: Counters::default(),
+            subscribed: AtomicU64::new(0),
+            interval: Mutex::new(histogram()),
+            total: Mutex::new(histogram()),
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::OutBuf;
 use amq_protocol::frame::{parse_frame, AMQPFrame, WriteContext};
-use amq_protocol::protocol::{gen_class, AMQPClass, BasicProperties};
-use amq_protocol::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString};
+use amq_protocol::protocol::{gen_class, AMQPClass};
+use amq_protocol::types::{AMQPValue, DecimalValue, FieldTable};
 use bytes::{BufMut, Bytes};
 use std::io::IoSlice;
 
@@ -51,49 +51,7 @@ pub(crate) fn drain(out: &OutBuf) -> Vec<u8> {
     bytes
 }
 
-/// Every basic property set, with a headers table holding each value type amq-protocol writes.
-pub(crate) fn full_properties() -> BasicProperties {
-    let mut nested = FieldTable::default();
-    nested.insert("inner".into(), AMQPValue::LongString("v".into()));
-    let mut headers = FieldTable::default();
-    let values = [
-        ("bool", AMQPValue::Boolean(true)),
-        ("i8", AMQPValue::ShortShortInt(-2)),
-        ("u8", AMQPValue::ShortShortUInt(200)),
-        ("i16", AMQPValue::ShortInt(-300)),
-        ("u16", AMQPValue::ShortUInt(60000)),
-        ("i32", AMQPValue::LongInt(-70000)),
-        ("u32", AMQPValue::LongUInt(4_000_000_000)),
-        ("i64", AMQPValue::LongLongInt(-5_000_000_000)),
-        ("f32", AMQPValue::Float(1.5)),
-        ("f64", AMQPValue::Double(2.25)),
-        ("decimal", AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 12345 })),
-        ("longstr", AMQPValue::LongString(LongString::from("hello"))),
-        ("bytes", AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 255]))),
-        ("timestamp", AMQPValue::Timestamp(1_700_000_000)),
-        ("table", AMQPValue::FieldTable(nested)),
-        ("array", AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongInt(1), AMQPValue::Void]))),
-        ("void", AMQPValue::Void),
-    ];
-    for (k, v) in values {
-        headers.insert(k.into(), v);
-    }
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_content_encoding("gzip".into())
-        .with_headers(headers)
-        .with_delivery_mode(2)
-        .with_priority(9)
-        .with_correlation_id("corr".into())
-        .with_reply_to("amq.rabbitmq.reply-to".into())
-        .with_expiration("60000".into())
-        .with_message_id("msg-1".into())
-        .with_timestamp(1_700_000_001)
-        .with_type("type".into())
-        .with_user_id("guest".into())
-        .with_app_id("app".into())
-        .with_cluster_id("cluster".into())
-}
+pub(crate) use crate::testing::full_properties;
 
 fn short(buf: &mut Vec<u8>, s: &[u8]) {
     buf.put_u8(s.len() as u8);

@@ -319,14 +319,7 @@ fn the_binary_reads_the_alarm_keys_and_logs_the_alarm() {
     let file = base.join("rabbitmq.toml");
     std::fs::write(&file, "vm_memory_high_watermark.absolute = 1\ndisk_free_limit.absolute = \"1kB\"\n").unwrap();
     let data = base.join("data");
-    let mut broker = warren_it::BrokerProcess::spawn_args(&[
-        "--config".as_ref(),
-        file.as_os_str(),
-        "--amqp-listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-    ]);
+    let mut broker = warren_it::BrokerProcess::spawn_with_config(&file, &data);
     // Logged while binding, so before the listener line spawn_args waited for.
     let log = broker.log();
     let _ = broker.child.kill();

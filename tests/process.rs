@@ -118,14 +118,7 @@ async fn config_file_is_read_and_flags_override_it() {
     )
     .unwrap();
     let flag_dir = base.join("from-flag");
-    let mut broker = warren_it::BrokerProcess::spawn_args(&[
-        "--config".as_ref(),
-        file.as_os_str(),
-        "--amqp-listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data-dir".as_ref(),
-        flag_dir.as_os_str(),
-    ]);
+    let mut broker = warren_it::BrokerProcess::spawn_with_config(&file, &flag_dir);
     let addr = broker.addr.clone();
     let props = lapin::ConnectionProperties::default();
     let alice = lapin::Connection::connect(&format!("amqp://alice:s3cret@{addr}/%2f"), props.clone()).await;

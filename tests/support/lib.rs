@@ -187,6 +187,19 @@ impl BrokerProcess {
         Self::spawn_args(&["--amqp-listen".as_ref(), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir])
     }
 
+    /// Starts `warren` with a config file, listening on a free port, on `data_dir` (the flags
+    /// override the file's listeners and data directory).
+    pub fn spawn_with_config(config: &std::path::Path, data_dir: &std::path::Path) -> BrokerProcess {
+        Self::spawn_args(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--amqp-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ])
+    }
+
     /// Starts `warren` with these arguments (which must make it listen) and waits until it does.
     pub fn spawn_args(args: &[&std::ffi::OsStr]) -> BrokerProcess {
         use std::io::BufRead;

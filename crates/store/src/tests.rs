@@ -114,14 +114,17 @@ fn damaged_records_are_skipped_and_the_rest_recovered() {
     store.close();
 }
 
+/// Records what the writer tells a waiting publisher: (token, durable or not).
+struct Seen(parking_lot::Mutex<Vec<(u64, bool)>>);
+
+impl warren_broker::DurableListener for Seen {
+    fn durable(&self, _channel: u16, token: u64, ok: bool) {
+        self.0.lock().push((token, ok));
+    }
+}
+
 #[test]
 fn a_failed_flush_is_reported_to_waiters() {
-    struct Seen(parking_lot::Mutex<Vec<(u64, bool)>>);
-    impl warren_broker::DurableListener for Seen {
-        fn durable(&self, _channel: u16, token: u64, ok: bool) {
-            self.0.lock().push((token, ok));
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path()).unwrap();
     let seen = Arc::new(Seen(parking_lot::Mutex::new(Vec::new())));
@@ -147,12 +150,6 @@ fn a_failed_flush_is_reported_to_waiters() {
 /// group in between.
 #[test]
 fn a_wait_after_a_failed_write_is_told_of_it_until_the_write_succeeds() {
-    struct Seen(parking_lot::Mutex<Vec<(u64, bool)>>);
-    impl warren_broker::DurableListener for Seen {
-        fn durable(&self, _channel: u16, token: u64, ok: bool) {
-            self.0.lock().push((token, ok));
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 0);
     let (store, _) = open(dir.path()).unwrap();

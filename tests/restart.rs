@@ -320,3 +320,50 @@ async fn a_disk_write_failure_nacks_publishes_and_the_broker_keeps_serving() {
     let got = ch.basic_get("f.q".into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
     assert_eq!(got.delivery.data, b"before");
 }
+
+/// The `.seg` files of a broker's message log.
+fn segment_files(data_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(data_dir.join("log"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".seg"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_lived_message_does_not_keep_its_log_segment() {
+    // 64 KiB segments: a thousand 1 KiB messages fill about sixteen.
+    let b = warren_it::start_with(|c| c.msg_store_file_size_limit = 64 * 1024);
+    if b.is_external() {
+        return eprintln!("skipped: reads the broker's data directory");
+    }
+    let (conn, ch) = channel(&b).await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    for q in ["cp.keep", "cp.churn"] {
+        ch.queue_declare(q.into(), durable_queue(), FieldTable::default()).await.unwrap();
+    }
+    publish(&ch, "", "cp.keep", b"kept", persistent()).await;
+    let body = vec![b'x'; 1024];
+    for _ in 0..1000 {
+        publish(&ch, "", "cp.churn", &body, persistent()).await;
+    }
+    assert!(ch.wait_for_confirms().await.unwrap().is_empty());
+    let dir = b.data_dir.clone().unwrap();
+    let full = segment_files(&dir);
+    assert!(full > 10, "{full} segments for 1 MB of messages");
+    for _ in 0..1000 {
+        ch.basic_get("cp.churn".into(), BasicGetOptions { no_ack: true }).await.unwrap().expect("a message");
+    }
+    // Fully settled segments go at once; the first one also holds "kept", and is compacted
+    // once it has been left alone for a check interval or two.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while segment_files(&dir) > 1 {
+        assert!(std::time::Instant::now() < deadline, "{} segments left after the drain", segment_files(&dir));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+    let b = warren_it::start_in(b.stop_keeping_data(), |c| c.msg_store_file_size_limit = 64 * 1024);
+    let (_conn, ch) = channel(&b).await;
+    assert_eq!(passive_queue(&ch, "cp.keep").await, Ok(1));
+    let got = ch.basic_get("cp.keep".into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
+    assert_eq!(got.delivery.data, b"kept", "the moved copy is the message");
+}

@@ -214,6 +214,34 @@ impl QueueIndex {
         chunks.iter().flat_map(|c| (0..c.slots.len()).filter(|&i| c.slots[i].live()).map(|i| c.loc(i))).collect()
     }
 
+    /// Every live message of the queue that sits in segment `seg`, in order.
+    pub fn live_in(&self, seg: u32) -> Vec<Loc> {
+        self.chunks
+            .iter()
+            .filter(|c| c.seg == seg)
+            .flat_map(|c| (0..c.slots.len()).filter(|&i| c.slots[i].live()).map(|i| c.loc(i)))
+            .collect()
+    }
+
+    /// Points every chunk in segment `from` at its copies in segment `to`: `moved` gives the
+    /// new offset of each live message of those chunks, in seq order (what
+    /// [`QueueIndex::live_in`] listed). A chunk stays one segment's, so a chunk moves whole.
+    pub fn relocate(&mut self, from: u32, to: u32, moved: &[(u64, u32)]) {
+        for c in self.chunks.iter_mut().filter(|c| c.seg == from) {
+            for i in 0..c.slots.len() {
+                if !c.slots[i].live() {
+                    continue;
+                }
+                let seq = c.first + i as u64;
+                match moved.binary_search_by_key(&seq, |m| m.0) {
+                    Ok(m) => c.slots[i].offset = moved[m].1,
+                    Err(_) => debug_assert!(false, "live seq {seq} of segment {from} not moved"),
+                }
+            }
+            c.seg = to;
+        }
+    }
+
     pub fn live(&self) -> usize {
         self.live
     }

@@ -4,7 +4,8 @@
 //!
 //! - **Segments**: append-only files of records, each with a length and a CRC ([`record`]),
 //!   rolled at a fixed size ([`Options::segment_bytes`]); a segment is deleted as soon as none
-//!   of its messages is live, so disk use follows the backlog.
+//!   of its messages is live, and one that is mostly settled and no longer drained has its
+//!   live records copied forward first (`compact.rs`), so disk use follows the backlog.
 //! - **Settled-message index**: an `.ack` file beside each segment lists the offsets of its
 //!   records that were settled (acked, rejected, purged), so settling never rewrites data.
 //! - **Group commit**: the caller batches operations, then [`Log::commit`] writes them and
@@ -14,6 +15,9 @@
 //! - **Recovery** ([`Log::open`]) rebuilds the in-memory index from the segments (or their
 //!   `.idx` summaries), checking CRCs and cutting a torn tail.
 //! - **Page-in**: [`Log::take`] hands out a [`ReadJob`] that another thread runs with `pread`.
+mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod index;
 mod log;
 mod read;

@@ -66,7 +66,7 @@ pub struct Log<P> {
     /// Indices into `pending` per queue, in seq order, to settle unwritten messages.
     pending_by_queue: IdMap<Vec<usize>>,
     dirty_marks: IdMap<u64>,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
     /// Segments written since the last sync.
     written: Vec<u32>,
     /// Records that must survive a restart (persistent messages, marks) were written since
@@ -77,7 +77,7 @@ pub struct Log<P> {
     /// Segments with nothing live, deleted after the next sync.
     pub(crate) doomed: Vec<u32>,
     /// A write failed: the active segment's tail is suspect, so the next write starts a new one.
-    broken: bool,
+    pub(crate) broken: bool,
     /// Records encoded into `buf` and indexed, not yet written. If the write fails they are
     /// taken out of the index again and go back to `pending`, to be written by a later commit:
     /// a confirm waiting behind one of them must not be sent until it is on disk, and its
@@ -192,7 +192,7 @@ impl<P: Payload> Log<P> {
     }
 
     /// A live record stopped being live: persistent ones get a settlement entry.
-    fn settle_loc(&mut self, loc: Loc) {
+    pub(crate) fn settle_loc(&mut self, loc: Loc) {
         if loc.persistent() {
             if let Some(seg) = self.segs.get_mut(&loc.seg) {
                 seg.note_settled(loc.offset);
@@ -205,13 +205,13 @@ impl<P: Payload> Log<P> {
     fn release(&mut self, loc: Loc) {
         let Some(seg) = self.segs.get_mut(&loc.seg) else { return };
         debug_assert!(seg.live > 0, "segment {} released more records than it holds", seg.id);
-        seg.live = seg.live.saturating_sub(1);
+        seg.remove_live(loc.len());
         if seg.live == 0 && seg.id != self.active {
             self.doomed.push(seg.id);
         }
     }
 
-    fn active_len(&self) -> u64 {
+    pub(crate) fn active_len(&self) -> u64 {
         self.segs.get(&self.active).map_or(0, |s| s.size) + self.buf.len() as u64
     }
 
@@ -269,7 +269,7 @@ impl<P: Payload> Log<P> {
             // a paging queue then costs no summary memory per message.
             seg.note_record(kind, p.queue, p.seq, offset, len as u32);
         }
-        seg.live += 1;
+        seg.add_live(len as u32);
         let loc = Loc::new(p.seq, self.active, offset, len as u32, p.persistent);
         self.queues.entry(p.queue).or_default().push(loc);
         self.needs_sync |= p.persistent;
@@ -279,7 +279,7 @@ impl<P: Payload> Log<P> {
 
     /// A write failed: the records in the buffer are not on disk. Out of the index with them,
     /// and back to the front of the queue of records to write.
-    fn undo_buffer(&mut self) {
+    pub(crate) fn undo_buffer(&mut self) {
         self.buf.clear();
         if let Some(seg) = self.segs.get_mut(&self.active) {
             seg.summary.truncate(self.summary_at_flush);
@@ -323,7 +323,7 @@ impl<P: Payload> Log<P> {
         Ok(())
     }
 
-    fn flush_buf(&mut self) -> io::Result<()> {
+    pub(crate) fn flush_buf(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }

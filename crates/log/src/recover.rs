@@ -119,7 +119,7 @@ impl<P: Payload> Log<P> {
                 Kind::Persistent if settled.contains(&e.offset) => q.max_seq = q.max_seq.max(e.seq),
                 Kind::Persistent => {
                     q.stage(Loc::new(e.seq, id, e.offset, e.len, true));
-                    seg.live += 1;
+                    seg.add_live(e.len);
                 }
             }
         }
@@ -131,7 +131,7 @@ impl<P: Payload> Log<P> {
     fn settle_recovered(&mut self, loc: Loc) {
         if let Some(seg) = self.segs.get_mut(&loc.seg) {
             seg.note_settled(loc.offset);
-            seg.live = seg.live.saturating_sub(1);
+            seg.remove_live(loc.len());
         }
     }
 

@@ -36,6 +36,11 @@ pub struct Segment {
     pub size: u64,
     /// Message records not yet settled.
     pub live: u32,
+    /// Bytes of those records (header and payload), to tell a mostly settled segment.
+    pub live_bytes: u64,
+    /// A record was settled since compaction last looked: the segment is still being drained,
+    /// and copying what is left would race the consumers that are about to settle it.
+    pub touched: bool,
     /// Opened on the first settlement.
     pub acks: Option<File>,
     /// Settlement entries of the current group, appended at commit.
@@ -54,7 +59,30 @@ impl Segment {
     }
 
     pub fn with_file(id: u32, file: File, size: u64) -> Segment {
-        Segment { id, file: Arc::new(file), size, live: 0, acks: None, ack_buf: Vec::new(), summary: Vec::new() }
+        Segment {
+            id,
+            file: Arc::new(file),
+            size,
+            live: 0,
+            live_bytes: 0,
+            touched: false,
+            acks: None,
+            ack_buf: Vec::new(),
+            summary: Vec::new(),
+        }
+    }
+
+    /// One more live record of `len` payload bytes.
+    pub fn add_live(&mut self, len: u32) {
+        self.live += 1;
+        self.live_bytes += (crate::record::HEADER + len as usize) as u64;
+    }
+
+    /// One fewer live record of `len` payload bytes.
+    pub fn remove_live(&mut self, len: u32) {
+        self.live = self.live.saturating_sub(1);
+        self.live_bytes = self.live_bytes.saturating_sub((crate::record::HEADER + len as usize) as u64);
+        self.touched = true;
     }
 
     pub fn note_settled(&mut self, offset: u32) {

@@ -2,7 +2,7 @@
 use crate::{Log, Options, Payload};
 use std::path::Path;
 
-struct Body(Vec<u8>);
+pub(crate) struct Body(Vec<u8>);
 
 impl Payload for Body {
     fn encoded_len(&self) -> usize {
@@ -13,20 +13,20 @@ impl Payload for Body {
     }
 }
 
-fn body(q: u64, seq: u64) -> Body {
+pub(crate) fn body(q: u64, seq: u64) -> Body {
     Body(format!("q{q}-m{seq}").into_bytes())
 }
 
-fn open(dir: &Path, segment_bytes: u64, known: &dyn Fn(u64) -> bool) -> Log<Body> {
+pub(crate) fn open(dir: &Path, segment_bytes: u64, known: &dyn Fn(u64) -> bool) -> Log<Body> {
     Log::open(dir, Options { segment_bytes }, known).unwrap()
 }
 
-fn all(_: u64) -> bool {
+pub(crate) fn all(_: u64) -> bool {
     true
 }
 
 /// Everything live in `queue`, read back through a page-in job.
-fn read_all(log: &mut Log<Body>, queue: u64) -> Vec<(u64, String)> {
+pub(crate) fn read_all(log: &mut Log<Body>, queue: u64) -> Vec<(u64, String)> {
     let (job, written) = log.take(queue, 0, usize::MAX);
     written.unwrap();
     job.run().into_iter().map(|r| (r.seq, String::from_utf8(r.payload.to_vec()).unwrap())).collect()

@@ -97,6 +97,11 @@ const SETTLEMENT_SYNC: std::time::Duration = std::time::Duration::from_millis(20
 /// letting a confirmed message outlive the queue it was confirmed into.
 const META_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How often the writer looks for a mostly settled log segment to compact. A segment is
+/// compacted only if nothing in it was settled over a whole interval (see `warren_log`'s
+/// compaction), so this is also how long a segment must have been left alone.
+const COMPACT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// After a failed write, how often the writer tries again on its own.
 const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -111,6 +116,7 @@ impl Writer {
         let mut waiters = Vec::new();
         let mut settlements_synced = std::time::Instant::now();
         let mut last_healthy = true;
+        let mut compact_checked = std::time::Instant::now();
         loop {
             // Wake without work to retry what a failed write left (the disk may have room
             // again), to sync settlements that have waited long enough, or to flush metadata.
@@ -128,6 +134,12 @@ impl Writer {
                 // A flush that failed is retried at the retry pace, not in a spin.
                 Some(_) => Some(wake.unwrap_or(WRITE_RETRY)),
                 None => wake,
+            };
+            let wake = if last_healthy && self.log.may_compact() {
+                let due = COMPACT_CHECK.saturating_sub(compact_checked.elapsed());
+                Some(wake.map_or(due, |w| w.min(due)))
+            } else {
+                wake
             };
             let first = if let Some(wake) = wake {
                 match rx.recv_timeout(wake) {
@@ -193,6 +205,15 @@ impl Writer {
             }
             if stop {
                 break;
+            }
+            // After the group's waiters are answered: copying never delays a confirm.
+            if last_healthy && compact_checked.elapsed() >= COMPACT_CHECK {
+                compact_checked = std::time::Instant::now();
+                if let Err(e) = self.log.compact() {
+                    // The records stay where they were; the next group's write starts a new
+                    // segment, and a disk that fails for good raises the alarm through it.
+                    tracing::error!(error = %e, "message log compaction failed");
+                }
             }
         }
         let _ = self.log.commit();

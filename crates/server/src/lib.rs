@@ -54,6 +54,9 @@ pub struct Server {
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long shutdown then waits for the connections it aborted.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
@@ -160,13 +163,21 @@ impl Server {
                 conns.push(set);
             }
         }
-        let drained = async {
-            for mut set in conns {
-                while set.join_next().await.is_some() {}
+        if tokio::time::timeout(SHUTDOWN_GRACE, join_all(&mut conns)).await.is_err() {
+            // Abort the rest and wait for them to finish: a connection task still alive when
+            // the runtime shuts down is polled by a worker after the timer driver has gone
+            // (tokio panics on its heartbeat timer then), and may be in the middle of a write
+            // to the store that `close` below should see.
+            tracing::warn!("some connections did not close in time: aborting them");
+            for set in &mut conns {
+                set.abort_all();
             }
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
-            tracing::warn!("some connections did not close in time");
+            // An aborted task stops at its next yield; one inside a blocking wait on the store
+            // (a full writer queue) runs on until the writer answers. The store is closed
+            // next either way; `main` then exits without waiting for such stragglers.
+            if tokio::time::timeout(ABORT_GRACE, join_all(&mut conns)).await.is_err() {
+                tracing::warn!("some connections did not stop after being aborted");
+            }
         }
         // Everything accepted is flushed, and the data directory is released for a restart.
         let store = self.store.clone();
@@ -186,6 +197,13 @@ pub async fn serve_stream(stream: impl Transport, peer: SocketAddr, config: Arc<
     // Nothing ever sends: this connection is never shut down from outside.
     let (_stop, stopped) = broadcast::channel::<()>(1);
     connection::serve(stream, peer, shared, stopped).await;
+}
+
+/// Waits until every task of `sets` has finished.
+async fn join_all(sets: &mut [JoinSet<()>]) {
+    for set in sets {
+        while set.join_next().await.is_some() {}
+    }
 }
 
 /// Accepts until stopped; returns the connection tasks so shutdown can wait for them.
